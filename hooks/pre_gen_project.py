@@ -1,0 +1,50 @@
+"""Check every answer before anything is written; on a bad one, say what to type instead."""
+
+import json
+import re
+import sys
+
+# The answers arrive as JSON data, never as code: no answer can change this script.
+ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
+
+SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13", "3.14")
+CHECKS = {
+    "project_name": (
+        lambda v: bool(v.strip()) and not re.search(r'["\\\x00-\x1f]', v),
+        "a non-empty name without double quotes, backslashes or control characters",
+        "My Service",
+    ),
+    "project_slug": (
+        lambda v: re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", v) is not None,
+        "lowercase letters and digits, words joined by single hyphens, starting with a letter",
+        "my-service",
+    ),
+    "description": (
+        lambda v: "\n" not in v,
+        "a single line",
+        "A FastAPI service.",
+    ),
+    "author_email": (
+        lambda v: re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", v) is not None,
+        "an email address",
+        "you@example.com",
+    ),
+    "database_access": (
+        lambda v: v in ("async", "sync"),
+        "async or sync",
+        "async",
+    ),
+    "python_version": (
+        lambda v: v in SUPPORTED_PYTHONS,
+        "one of " + ", ".join(SUPPORTED_PYTHONS),
+        "3.11",
+    ),
+}
+
+errors = [
+    f"  {name}={ANSWERS[name]!r} is not valid: use {rule}, e.g. {name}={example!r}"
+    for name, (is_valid, rule, example) in CHECKS.items()
+    if not is_valid(ANSWERS[name])
+]
+if errors:
+    sys.exit("ERROR: nothing was generated. Fix these answers:\n" + "\n".join(errors))

@@ -1,0 +1,136 @@
+"""Each bake is plain, clean code of its mode: no template left, no file of the other mode."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import TEMPLATE, bake
+
+TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\}\}|%\}|cookiecutter\.")
+# Words that belong to one mode only: a bake of the other mode must not contain them.
+MODE_WORDS = {
+    "async": ["asyncpg", "aiosqlite", "AsyncSession", "async_sessionmaker", "sqlalchemy[asyncio]"],
+    "sync": ["psycopg2", "pysqlite", "orm import Session", "sessionmaker[Session]"],
+}
+MODE_FILES = TEMPLATE / "{{cookiecutter.project_slug}}" / "_modes"
+
+
+def project_files(project: Path) -> list[Path]:
+    return sorted(p for p in project.rglob("*") if p.is_file() and ".venv" not in p.parts)
+
+
+def mode_of(project: Path) -> str:
+    return "async" if "asyncpg" in (project / "pyproject.toml").read_text() else "sync"
+
+
+def run(project: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, cwd=project, capture_output=True, text=True)
+
+
+def test_no_template_syntax_is_left(baked: Path) -> None:
+    leftovers = [
+        f"{path.relative_to(baked)}: {line.strip()}"
+        for path in project_files(baked)
+        for line in path.read_text().splitlines()
+        if TEMPLATE_SYNTAX.search(line) and "${{" not in line  # GitHub's own expressions
+    ]
+    assert leftovers == []
+
+
+def test_no_file_or_word_of_the_other_mode(baked: Path) -> None:
+    mode = mode_of(baked)
+    other = "sync" if mode == "async" else "async"
+    assert not (baked / "_modes").exists()
+    for template_file in (MODE_FILES / mode).rglob("*.py"):
+        relative = template_file.relative_to(MODE_FILES / mode)
+        assert (baked / relative).read_text() == template_file.read_text(), relative
+    # test_database_url.py names the other mode's drivers on purpose: it checks they are refused.
+    found = [
+        (str(path.relative_to(baked)), word)
+        for path in project_files(baked)
+        if path.name != "test_database_url.py"
+        for word in MODE_WORDS[other]
+        if word in path.read_text()
+    ]
+    assert found == []
+
+
+def test_no_empty_files(baked: Path) -> None:
+    empty = [p for p in project_files(baked) if p.stat().st_size == 0 and p.name != "__init__.py"]
+    assert empty == []
+
+
+def test_async_handlers_only_in_async_mode(baked: Path) -> None:
+    routes = [p.read_text() for p in (baked / "app" / "api" / "routes").glob("*.py")]
+    handlers = "".join(routes)
+    if mode_of(baked) == "async":
+        assert "async def" in handlers
+        assert re.search(r"^def ", handlers, re.MULTILINE) is None
+    else:
+        assert "async def" not in handlers + (baked / "app" / "api" / "deps.py").read_text()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ruff", "check", "."],
+        ["ruff", "format", "--check", "."],
+        ["mypy", "."],
+    ],
+    ids=["ruff-check", "ruff-format", "mypy-strict"],
+)
+def test_lint_and_type_check_pass(baked: Path, command: list[str]) -> None:
+    result = run(baked, sys.executable, "-m", *command)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_pyproject_declares_the_modes_drivers(baked: Path) -> None:
+    project = tomllib.loads((baked / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "my-service"
+    assert project["requires-python"] == ">=3.11"
+    dependencies = " ".join(project["dependencies"])
+    if mode_of(baked) == "async":
+        assert "asyncpg" in dependencies
+        assert "aiosqlite" in dependencies
+    else:
+        assert "psycopg2-binary" in dependencies
+
+
+def test_workflow_is_a_valid_github_workflow(baked: Path) -> None:
+    workflow = baked / ".github" / "workflows" / "ci.yml"
+    parsed = yaml.safe_load(workflow.read_text())
+    job = parsed["jobs"]["test"]
+    assert job["strategy"]["matrix"]["python-version"] == ["3.11", "3.12", "3.13", "3.14"]
+    assert "postgres" in job["services"]
+    result = run(
+        baked,
+        sys.executable, "-m", "check_jsonschema",
+        "--builtin-schema", "vendor.github-workflows", str(workflow),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_answers_reach_the_project(tmp_path: Path) -> None:
+    project = bake(
+        tmp_path,
+        project_name="Billing API",
+        description='Bills "and" \\ receipts',
+        author_name="Ada",
+        author_email="ada@example.org",
+        python_version="3.13",
+    )
+    assert project.name == "billing-api"
+    metadata = tomllib.loads((project / "pyproject.toml").read_text())
+    assert metadata["project"]["name"] == "billing-api"
+    assert metadata["project"]["description"] == 'Bills "and" \\ receipts'
+    assert metadata["project"]["authors"] == [{"name": "Ada", "email": "ada@example.org"}]
+    assert metadata["project"]["requires-python"] == ">=3.13"
+    assert metadata["tool"]["ruff"]["target-version"] == "py313"
+    assert 'project_name: str = "Billing API"' in (project / "app/core/config.py").read_text()
+    workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
+    assert workflow["jobs"]["test"]["strategy"]["matrix"]["python-version"] == ["3.13", "3.14"]

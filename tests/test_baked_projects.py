@@ -1,0 +1,150 @@
+"""Each bake works: its own test suite passes on SQLite and PostgreSQL, and it serves over HTTP."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import MODES, bake, create_database
+from tests.postgres import free_port
+
+DATABASES = ["sqlite", "postgresql"]
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The environment, without any database URL or virtualenv of the caller's."""
+    env = {k: v for k, v in os.environ.items() if "DATABASE_URL" not in k and k != "VIRTUAL_ENV"}
+    return {**env, **overrides}
+
+
+@pytest.fixture(scope="module", params=DATABASES, ids=[f"database:{d}" for d in DATABASES])
+def database(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def database_url(database: str, project: Path, name: str, request: pytest.FixtureRequest) -> str:
+    if database == "sqlite":
+        return f"sqlite:///{project / f'{name}.db'}"
+    admin_url: str = request.getfixturevalue("postgres_admin_url")
+    return create_database(admin_url, name)
+
+
+def test_own_test_suite_passes(
+    baked: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    mode = "async" if "asyncpg" in (baked / "pyproject.toml").read_text() else "sync"
+    env = clean_env()
+    if database == "postgresql":
+        env["TEST_DATABASE_URL"] = database_url(database, baked, f"suite_{mode}", request)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=baked, env=env, capture_output=True, text=True,
+    )
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    print(f"{mode} on {database}: {summary}")
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    assert " passed" in summary and "failed" not in summary and "skipped" not in summary
+
+
+@contextmanager
+def serving(project: Path, env: dict[str, str]) -> Iterator[httpx.Client]:
+    """Serve the project with uvicorn on a free loopback port; yield a client of it."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    client.get("/health")
+                    break
+                except httpx.TransportError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise AssertionError(f"server did not start:\n{server.communicate()[0]}")
+                    time.sleep(0.2)
+            yield client
+    finally:
+        server.send_signal(signal.SIGINT)
+        output, _ = server.communicate(timeout=30)
+        assert "Application shutdown complete" in output, output
+
+
+def test_migrates_and_serves_the_http_contract(
+    baked: Path, database: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """`alembic upgrade head` then `uvicorn app.main:app`, as its README says, over real HTTP."""
+    project = tmp_path / baked.name
+    shutil.copytree(baked, project)
+    mode = "async" if "asyncpg" in (project / "pyproject.toml").read_text() else "sync"
+    env = clean_env(DATABASE_URL=database_url(database, project, f"serve_{mode}", request))
+    migrated = subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=project, env=env, capture_output=True, text=True,
+    )
+    assert migrated.returncode == 0, migrated.stderr
+
+    with serving(project, env) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        assert client.get("/health/ready").json() == {"status": "ok"}
+        created = client.post("/api/v1/items", json={"title": "served", "description": "d"})
+        assert created.status_code == 201
+        item = created.json()
+        assert item["created_at"].endswith(("Z", "+00:00"))
+        assert client.get(f"/api/v1/items/{item['id']}").json() == item
+        assert client.get("/api/v1/items").json() == [item]
+        patched = client.patch(f"/api/v1/items/{item['id']}", json={"title": "renamed"})
+        assert patched.json() == {**item, "title": "renamed"}
+        assert client.post("/api/v1/items", json={"title": ""}).status_code == 422
+        assert client.get("/api/v1/items", params={"limit": 101}).status_code == 422
+        assert client.delete(f"/api/v1/items/{item['id']}").status_code == 204
+        assert client.get(f"/api/v1/items/{item['id']}").json() == {"detail": "Item not found"}
+        primes = client.get("/api/v1/examples/primes", params={"below": 1000})
+        assert primes.json() == {"below": 1000, "count": 168}
+        assert client.get("/api/v1/examples/primes", params={"below": 1}).status_code == 422
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[f"database_access:{m}" for m in MODES])
+def test_installs_from_its_own_pyproject_and_its_scripts_work(
+    mode: str, tmp_path: Path
+) -> None:
+    """A fresh venv from the bake's own pyproject.toml: catches a dependency it forgot."""
+    project = bake(tmp_path, database_access=mode)
+    env = clean_env()
+    tested = subprocess.run(
+        ["./scripts/test.sh", "-q", "-p", "no:cacheprovider"],
+        cwd=project, env=env, capture_output=True, text=True,
+    )
+    assert tested.returncode == 0, tested.stdout[-5000:] + tested.stderr[-5000:]
+    assert " passed" in tested.stdout
+
+    port = free_port()
+    server = subprocess.Popen(
+        ["./scripts/run.sh"], cwd=project, env={**env, "PORT": str(port)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/health/ready")
+                break
+            except httpx.TransportError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"run.sh did not serve:\n{server.communicate()[0]}")
+                time.sleep(0.5)
+        assert response.json() == {"status": "ok"}
+        assert (project / "app.db").exists(), "the embedded SQLite default was not used"
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        server.communicate(timeout=30)

@@ -1,0 +1,69 @@
+"""Bad answers stop before anything is written, saying what to type instead."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import bake, bake_cli
+
+
+@pytest.mark.parametrize(
+    ("answer", "shown", "suggested"),
+    [
+        ("project_slug=My Service", "'My Service'", "project_slug='my-service'"),
+        ("project_slug=my_service", "'my_service'", "project_slug='my-service'"),
+        ("project_slug=1service", "'1service'", "project_slug='my-service'"),
+        ("project_slug=my--service", "'my--service'", "project_slug='my-service'"),
+        ("python_version=3.9", "'3.9'", "python_version='3.11'"),
+        ("python_version=3.11.4", "'3.11.4'", "python_version='3.11'"),
+        ("author_email=nobody", "'nobody'", "author_email='you@example.com'"),
+        ('project_name=Say "hi"', "'Say \"hi\"'", "project_name='My Service'"),
+        ("project_name= ", "' '", "project_name='My Service'"),
+    ],
+    ids=lambda value: value if "=" in value else "",
+)
+def test_a_bad_answer_fails_with_its_fix_and_writes_nothing(
+    tmp_path: Path, answer: str, shown: str, suggested: str
+) -> None:
+    extra = [answer] if answer.startswith("project_slug") else [answer, "project_slug=svc"]
+    result = bake_cli(tmp_path, *extra)
+
+    assert result.returncode != 0
+    assert "nothing was generated" in result.stderr
+    assert shown in result.stderr
+    assert suggested in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_bad_answer_is_reported_at_once(tmp_path: Path) -> None:
+    result = bake_cli(tmp_path, "project_slug=Bad Slug", "python_version=2.7")
+    assert result.returncode != 0
+    assert "project_slug='Bad Slug'" in result.stderr
+    assert "python_version='2.7'" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_database_access_lists_the_choices(tmp_path: Path) -> None:
+    # cookiecutter itself checks choice answers, before any hook runs.
+    result = bake_cli(tmp_path, "database_access=both")
+    assert result.returncode != 0
+    assert "the choices are ['async', 'sync']" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_answers_are_data_not_code(tmp_path: Path) -> None:
+    """A hostile answer is not executed by the hooks: it ends up, as text, in the project."""
+    hostile = "x'''); __import__('pathlib').Path('PWNED').touch() #"
+    project = bake(tmp_path, project_name=hostile, project_slug="svc")
+
+    assert not list(tmp_path.rglob("PWNED"))
+    assert not Path("PWNED").exists()
+    assert hostile in (project / "README.md").read_text()
+
+
+@pytest.mark.parametrize("mode", ["async", "sync"])
+def test_the_cli_bakes_each_mode_and_prints_the_next_steps(tmp_path: Path, mode: str) -> None:
+    result = bake_cli(tmp_path, f"database_access={mode}")
+    assert result.returncode == 0, result.stderr
+    assert "./scripts/run.sh" in result.stdout
+    assert (tmp_path / "my-service" / "app" / "main.py").exists()

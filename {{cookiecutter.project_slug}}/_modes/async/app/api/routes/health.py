@@ -1,0 +1,28 @@
+import asyncio
+
+from fastapi import APIRouter
+from sqlalchemy import text
+
+from app.api.deps import SessionDep, SettingsDep
+from app.api.errors import DATABASE_UNAVAILABLE
+from app.db.errors import DatabaseUnavailableError
+from app.schemas.health import HealthStatus
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+@router.get("")
+async def live() -> HealthStatus:
+    """The process is up and serving; touches no database."""
+    return HealthStatus()
+
+
+@router.get("/ready", responses=DATABASE_UNAVAILABLE)
+async def ready(session: SessionDep, settings: SettingsDep) -> HealthStatus:
+    """The database answers, within `DB_PING_TIMEOUT` seconds."""
+    try:
+        async with asyncio.timeout(settings.db_ping_timeout):
+            await session.execute(text("SELECT 1"))
+    except TimeoutError:
+        raise DatabaseUnavailableError("the database did not answer in time") from None
+    return HealthStatus()

@@ -1,0 +1,75 @@
+"""Fixtures: one app and one migrated test database per run; one rolled-back transaction per test.
+
+The database is TEST_DATABASE_URL when set, else a throwaway SQLite file; never DATABASE_URL.
+"""
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from app.core.config import Settings
+from app.db.session import create_engine
+from app.main import create_app
+
+ALEMBIC_INI = Path(__file__).parents[1] / "alembic.ini"
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    url = os.environ.get("TEST_DATABASE_URL") or (
+        f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    )
+    return Settings(_env_file=None, database_url=url, process_pool_workers=2)
+
+
+def alembic_config(connection: Connection) -> Config:
+    config = Config(ALEMBIC_INI)
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate_from_scratch(connection: Connection) -> None:
+    config = alembic_config(connection)
+    command.downgrade(config, "base")
+    command.upgrade(config, "head")
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(settings)
+    async with engine.begin() as connection:
+        await connection.run_sync(migrate_from_scratch)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+async def client(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[AsyncClient]:
+    """A client of the app whose every session joins one transaction, rolled back afterwards.
+
+    The app's own session dependency still runs: its commits become SAVEPOINT releases.
+    """
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        app.state.sessionmaker = async_sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+        await transaction.rollback()

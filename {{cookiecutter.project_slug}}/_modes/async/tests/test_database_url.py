@@ -1,0 +1,36 @@
+import re
+
+import pytest
+from pydantic import ValidationError
+
+from app.core.config import Settings
+from app.db.url import to_driver_url
+
+
+@pytest.mark.parametrize(
+    ("pasted", "used"),
+    [
+        ("postgresql://u:p@db:5432/app", "postgresql+asyncpg://u:p@db:5432/app"),
+        ("postgres://u:p@db/app", "postgresql+asyncpg://u:p@db/app"),
+        ("postgresql+asyncpg://u@db/app", "postgresql+asyncpg://u@db/app"),
+        ("postgresql://u@db/app?sslmode=require", "postgresql+asyncpg://u@db/app?ssl=require"),
+        ("sqlite:///./app.db", "sqlite+aiosqlite:///./app.db"),
+        ("sqlite+aiosqlite:////tmp/x.db", "sqlite+aiosqlite:////tmp/x.db"),
+    ],
+)
+def test_plain_urls_get_the_async_drivers(pasted: str, used: str) -> None:
+    assert to_driver_url(pasted) == used
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql+psycopg2://u@db/app", "use postgresql+asyncpg://"),
+        ("sqlite+pysqlite:///x.db", "use sqlite+aiosqlite://"),
+        ("mysql://u@db/app", "unsupported database 'mysql'"),
+        ("not a url", "not a database URL"),
+    ],
+)
+def test_a_url_that_does_not_fit_is_a_clear_startup_error(url: str, message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        Settings(_env_file=None, database_url=url)

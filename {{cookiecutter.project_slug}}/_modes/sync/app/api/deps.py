@@ -1,0 +1,41 @@
+"""Typed dependencies for route handlers: declare a parameter as `session: SessionDep`."""
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Path, Request, status
+from sqlalchemy.orm import Session
+
+from app.core.concurrency import ProcessPool
+from app.core.config import Settings
+from app.db.session import get_session
+from app.models import Item
+from app.repositories import items
+from app.schemas.types import MAX_INT32
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_process_pool(request: Request) -> ProcessPool:
+    pool: ProcessPool = request.app.state.process_pool
+    return pool
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ProcessPoolDep = Annotated[ProcessPool, Depends(get_process_pool)]
+# scope="function": commit before the response is sent, so a failed commit is an error response.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+ItemId = Annotated[int, Path(ge=1, le=MAX_INT32)]
+
+
+def get_item_or_404(item_id: ItemId, session: SessionDep) -> Item:
+    item = items.get_item(session, item_id)
+    if item is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Item not found")
+    return item
+
+
+ItemDep = Annotated[Item, Depends(get_item_or_404)]

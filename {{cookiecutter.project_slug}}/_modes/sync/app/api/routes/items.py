@@ -1,0 +1,44 @@
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from app.api.deps import ItemDep, SessionDep
+from app.api.errors import DATABASE_UNAVAILABLE, NOT_FOUND
+from app.repositories import items
+from app.schemas.item import ItemCreate, ItemRead, ItemUpdate
+from app.schemas.types import MAX_INT32
+
+router = APIRouter(prefix="/items", tags=["items"], responses=DATABASE_UNAVAILABLE)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_item(data: ItemCreate, session: SessionDep) -> ItemRead:
+    item = items.create_item(session, data)
+    return ItemRead.model_validate(item)
+
+
+@router.get("")
+def list_items(
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT32)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> Sequence[ItemRead]:
+    found = items.list_items(session, offset=offset, limit=limit)
+    return [ItemRead.model_validate(item) for item in found]
+
+
+@router.get("/{item_id}", responses=NOT_FOUND)
+def read_item(item: ItemDep) -> ItemRead:
+    return ItemRead.model_validate(item)
+
+
+@router.patch("/{item_id}", responses=NOT_FOUND)
+def update_item(item: ItemDep, changes: ItemUpdate, session: SessionDep) -> ItemRead:
+    item = items.update_item(session, item, changes)
+    return ItemRead.model_validate(item)
+
+
+@router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+def delete_item(item: ItemDep, session: SessionDep) -> None:
+    items.delete_item(session, item)

@@ -1,0 +1,82 @@
+"""Fixtures: one app and one migrated test database per run; one rolled-back transaction per test.
+
+The database is TEST_DATABASE_URL when set, else a throwaway SQLite file; never DATABASE_URL.
+The HTTP tests are async (the app runs on an event loop); database set-up here is sync, in
+sync fixtures, which run outside the event loop.
+"""
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import sessionmaker
+
+from app.core.config import Settings
+from app.db.session import create_engine
+from app.main import create_app
+
+ALEMBIC_INI = Path(__file__).parents[1] / "alembic.ini"
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    url = os.environ.get("TEST_DATABASE_URL") or (
+        f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    )
+    return Settings(_env_file=None, database_url=url, process_pool_workers=2)
+
+
+def alembic_config(connection: Connection) -> Config:
+    config = Config(ALEMBIC_INI)
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate_from_scratch(connection: Connection) -> None:
+    config = alembic_config(connection)
+    command.downgrade(config, "base")
+    command.upgrade(config, "head")
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = create_engine(settings)
+    with engine.begin() as connection:
+        migrate_from_scratch(connection)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app
+
+
+@pytest.fixture
+def connection(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        yield connection
+        transaction.rollback()
+
+
+@pytest.fixture
+async def client(app: FastAPI, connection: Connection) -> AsyncIterator[AsyncClient]:
+    """A client of the app whose every session joins one transaction, rolled back afterwards.
+
+    The app's own session dependency still runs: its commits become SAVEPOINT releases.
+    """
+    app.state.sessionmaker = sessionmaker(
+        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
+    transport = ASGITransport(app=app)
+    async with AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client

@@ -1,0 +1,6 @@
+"""Every model, imported here so that `Base.metadata` knows all tables (alembic reads it)."""
+
+from app.models.base import Base
+from app.models.item import Item
+
+__all__ = ["Base", "Item"]

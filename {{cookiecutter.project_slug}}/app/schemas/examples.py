@@ -1,0 +1,6 @@
+from pydantic import BaseModel
+
+
+class PrimeCount(BaseModel):
+    below: int
+    count: int

@@ -1,0 +1,65 @@
+import multiprocessing
+import os
+import threading
+from collections.abc import AsyncIterator
+
+import pytest
+
+from app.core.concurrency import ProcessPool, open_process_pool, run_in_thread
+
+
+def thread_name() -> str:
+    return threading.current_thread().name
+
+
+def process_id() -> int:
+    return os.getpid()
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def power(base: int, *, exponent: int) -> int:
+    return int(base**exponent)
+
+
+@pytest.fixture(scope="module")
+async def pool() -> AsyncIterator[ProcessPool]:
+    async with open_process_pool(2) as pool:
+        yield pool
+
+
+async def test_run_in_thread_runs_off_the_event_loop_thread() -> None:
+    assert await run_in_thread(thread_name) != threading.current_thread().name
+    assert await run_in_thread(power, 3, exponent=2) == 9
+
+
+async def test_run_in_thread_propagates_exceptions() -> None:
+    with pytest.raises(ValueError, match="boom"):
+        await run_in_thread(fail, "boom")
+
+
+async def test_process_pool_runs_in_other_processes(pool: ProcessPool) -> None:
+    assert await pool.run(process_id) != os.getpid()
+    assert await pool.run(power, 2, exponent=10) == 1024
+
+
+async def test_process_pool_propagates_exceptions(pool: ProcessPool) -> None:
+    with pytest.raises(ValueError, match="boom"):
+        await pool.run(fail, "boom")
+
+
+async def test_process_pool_call_serves_def_code_in_threads(pool: ProcessPool) -> None:
+    assert await run_in_thread(pool.call, power, 2, exponent=3) == 8
+    with pytest.raises(ValueError, match="boom"):
+        await run_in_thread(pool.call, fail, "boom")
+
+
+async def test_open_process_pool_starts_every_worker_and_stops_them() -> None:
+    before = set(multiprocessing.active_children())
+    async with open_process_pool(2):
+        started = set(multiprocessing.active_children()) - before
+        assert len(started) == 2
+        assert all(process.is_alive() for process in started)
+    assert not any(process.is_alive() for process in started)

@@ -1,0 +1,48 @@
+import time
+
+from httpx import ASGITransport, AsyncClient
+
+from app.core.config import Settings
+from app.main import create_app
+
+
+async def test_live_answers_ok(client: AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_answers_ok_when_the_database_answers(client: AsyncClient) -> None:
+    response = await client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_a_database_that_is_down_gives_a_fast_503_not_a_500() -> None:
+    # Nothing listens on port 1 of the loopback interface: connections are refused.
+    settings = Settings(
+        _env_file=None,
+        database_url="postgresql://nobody@127.0.0.1:1/nothing",
+        db_connect_timeout=1,
+        process_pool_workers=1,
+    )
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        for method, path in [
+            ("GET", "/health/ready"),
+            ("GET", "/api/v1/items"),
+            ("POST", "/api/v1/items"),
+            ("GET", "/api/v1/items/1"),
+        ]:
+            started = time.perf_counter()
+            response = await client.request(method, path, json={"title": "t"})
+            elapsed = time.perf_counter() - started
+            assert response.status_code == 503, (method, path, response.text)
+            assert response.json() == {"detail": "Database unavailable, retry later"}
+            assert response.headers["retry-after"] == "5"
+            assert elapsed < 5, f"{method} {path} took {elapsed:.1f}s"
+        # The liveness probe does not depend on the database.
+        assert (await client.get("/health")).status_code == 200
