@@ -14,7 +14,9 @@ from cookiecutter.main import cookiecutter
 from tests.postgres import find_bindir, throwaway_postgres
 
 TEMPLATE = Path(__file__).parents[1]
-MODES = ["async", "sync"]
+# The CI matrix runs one combination a job: TEMPLATE_MODES=sync TEMPLATE_DATABASES=postgresql.
+MODES = os.environ.get("TEMPLATE_MODES", "async,sync").split(",")
+DATABASES = os.environ.get("TEMPLATE_DATABASES", "sqlite,postgresql").split(",")
 
 
 def bake(output_dir: Path, **answers: str) -> Path:
@@ -29,14 +31,33 @@ def bake(output_dir: Path, **answers: str) -> Path:
     return Path(project)
 
 
-def bake_cli(output_dir: Path, *answers: str) -> subprocess.CompletedProcess[str]:
-    """Run the `cookiecutter` command, as a user would, with NAME=VALUE answers."""
+def run(
+    *command: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion and capture its output; the caller checks the outcome."""
     return subprocess.run(
-        [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(output_dir),
-         str(TEMPLATE), *answers],
+        [str(part) for part in command],
+        cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
-        env={**os.environ, "COOKIECUTTER_CONFIG": str(write_config())},
+        check=False,
+    )
+
+
+def bake_cli(output_dir: Path, *answers: str) -> subprocess.CompletedProcess[str]:
+    """Run the `cookiecutter` command, as a user would, with NAME=VALUE answers."""
+    env = {**os.environ, "COOKIECUTTER_CONFIG": str(write_config())}
+    return run(
+        sys.executable,
+        "-m",
+        "cookiecutter",
+        "--no-input",
+        "-o",
+        output_dir,
+        TEMPLATE,
+        *answers,
+        env=env,
     )
 
 
@@ -52,13 +73,13 @@ def write_config() -> Path:
 
 @pytest.fixture(scope="session", params=MODES, ids=[f"database_access:{m}" for m in MODES])
 def baked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A project baked with the defaults but for `database_access`, shared by the read-only checks."""
+    """A bake with the default answers but `database_access`, shared by read-only checks."""
     return bake(tmp_path_factory.mktemp(f"bake-{request.param}"), database_access=request.param)
 
 
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> Iterator[str]:
-    """A PostgreSQL server whose databases the tests may create: TEST_POSTGRES_URL, or a throwaway one."""
+    """A server the tests may create databases on: TEST_POSTGRES_URL, or a throwaway one."""
     if url := os.environ.get("TEST_POSTGRES_URL"):
         yield url
         return

@@ -18,7 +18,9 @@ def find_bindir() -> Path | None:
         return Path(on_path).parent
     pg_config = shutil.which("pg_config")
     if pg_config:
-        result = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        result = subprocess.run(
+            [pg_config, "--bindir"], capture_output=True, text=True, check=False
+        )
         bindir = Path(result.stdout.strip())
         if result.returncode == 0 and (bindir / "initdb").exists():
             return bindir

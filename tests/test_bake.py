@@ -1,7 +1,6 @@
 """Each bake is plain, clean code of its mode: no template left, no file of the other mode."""
 
 import re
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TEMPLATE, bake
+from tests.conftest import TEMPLATE, bake, run
 
 TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\}\}|%\}|cookiecutter\.")
 # Words that belong to one mode only: a bake of the other mode must not contain them.
@@ -26,10 +25,6 @@ def project_files(project: Path) -> list[Path]:
 
 def mode_of(project: Path) -> str:
     return "async" if "asyncpg" in (project / "pyproject.toml").read_text() else "sync"
-
-
-def run(project: Path, *command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, cwd=project, capture_output=True, text=True)
 
 
 def test_no_template_syntax_is_left(baked: Path) -> None:
@@ -85,7 +80,7 @@ def test_async_handlers_only_in_async_mode(baked: Path) -> None:
     ids=["ruff-check", "ruff-format", "mypy-strict"],
 )
 def test_lint_and_type_check_pass(baked: Path, command: list[str]) -> None:
-    result = run(baked, sys.executable, "-m", *command)
+    result = run(sys.executable, "-m", *command, cwd=baked)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -107,11 +102,8 @@ def test_workflow_is_a_valid_github_workflow(baked: Path) -> None:
     job = parsed["jobs"]["test"]
     assert job["strategy"]["matrix"]["python-version"] == ["3.11", "3.12", "3.13", "3.14"]
     assert "postgres" in job["services"]
-    result = run(
-        baked,
-        sys.executable, "-m", "check_jsonschema",
-        "--builtin-schema", "vendor.github-workflows", str(workflow),
-    )
+    schema = "vendor.github-workflows"
+    result = run(sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, workflow)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

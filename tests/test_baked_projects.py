@@ -13,10 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import MODES, bake, create_database
+from tests.conftest import DATABASES, MODES, bake, create_database, run
 from tests.postgres import free_port
-
-DATABASES = ["sqlite", "postgresql"]
 
 
 def clean_env(**overrides: str) -> dict[str, str]:
@@ -37,47 +35,53 @@ def database_url(database: str, project: Path, name: str, request: pytest.Fixtur
     return create_database(admin_url, name)
 
 
-def test_own_test_suite_passes(
-    baked: Path, database: str, request: pytest.FixtureRequest
-) -> None:
+def test_own_test_suite_passes(baked: Path, database: str, request: pytest.FixtureRequest) -> None:
     mode = "async" if "asyncpg" in (baked / "pyproject.toml").read_text() else "sync"
     env = clean_env()
     if database == "postgresql":
         env["TEST_DATABASE_URL"] = database_url(database, baked, f"suite_{mode}", request)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-        cwd=baked, env=env, capture_output=True, text=True,
-    )
+    result = run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=baked, env=env)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     print(f"{mode} on {database}: {summary}")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
-    assert " passed" in summary and "failed" not in summary and "skipped" not in summary
+    assert " passed" in summary
+    assert "failed" not in summary
+    assert "skipped" not in summary
 
 
 @contextmanager
-def serving(project: Path, env: dict[str, str]) -> Iterator[httpx.Client]:
-    """Serve the project with uvicorn on a free loopback port; yield a client of it."""
+def serving(command: list[str], project: Path, env: dict[str, str]) -> Iterator[httpx.Client]:
+    """Start a server command that listens on $PORT; yield a client once it answers; stop it."""
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        command,
+        cwd=project,
+        env={**env, "PORT": str(port)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # to stop the whole process group (scripts run uvicorn)
     )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    client.get("/health")
-                    break
-                except httpx.TransportError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise AssertionError(f"server did not start:\n{server.communicate()[0]}")
-                    time.sleep(0.2)
+            deadline = time.monotonic() + 180
+            while not answers(client):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"no server on port {port}:\n{server.communicate()[0]}")
+                time.sleep(0.3)
             yield client
     finally:
-        server.send_signal(signal.SIGINT)
+        os.killpg(server.pid, signal.SIGINT)
         output, _ = server.communicate(timeout=30)
-        assert "Application shutdown complete" in output, output
+    assert "Application shutdown complete" in output, output
+
+
+def answers(client: httpx.Client) -> bool:
+    try:
+        client.get("/health")
+    except httpx.TransportError:
+        return False
+    return True
 
 
 def test_migrates_and_serves_the_http_contract(
@@ -88,13 +92,11 @@ def test_migrates_and_serves_the_http_contract(
     shutil.copytree(baked, project)
     mode = "async" if "asyncpg" in (project / "pyproject.toml").read_text() else "sync"
     env = clean_env(DATABASE_URL=database_url(database, project, f"serve_{mode}", request))
-    migrated = subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=project, env=env, capture_output=True, text=True,
-    )
+    migrated = run(sys.executable, "-m", "alembic", "upgrade", "head", cwd=project, env=env)
     assert migrated.returncode == 0, migrated.stderr
 
-    with serving(project, env) as client:
+    command = ["sh", "-c", f"exec {sys.executable} -m uvicorn app.main:app --port $PORT"]
+    with serving(command, project, env) as client:
         assert client.get("/health").json() == {"status": "ok"}
         assert client.get("/health/ready").json() == {"status": "ok"}
         created = client.post("/api/v1/items", json={"title": "served", "description": "d"})
@@ -115,36 +117,14 @@ def test_migrates_and_serves_the_http_contract(
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[f"database_access:{m}" for m in MODES])
-def test_installs_from_its_own_pyproject_and_its_scripts_work(
-    mode: str, tmp_path: Path
-) -> None:
+def test_installs_from_its_own_pyproject_and_its_scripts_work(mode: str, tmp_path: Path) -> None:
     """A fresh venv from the bake's own pyproject.toml: catches a dependency it forgot."""
     project = bake(tmp_path, database_access=mode)
     env = clean_env()
-    tested = subprocess.run(
-        ["./scripts/test.sh", "-q", "-p", "no:cacheprovider"],
-        cwd=project, env=env, capture_output=True, text=True,
-    )
+    tested = run("./scripts/test.sh", "-q", "-p", "no:cacheprovider", cwd=project, env=env)
     assert tested.returncode == 0, tested.stdout[-5000:] + tested.stderr[-5000:]
     assert " passed" in tested.stdout
 
-    port = free_port()
-    server = subprocess.Popen(
-        ["./scripts/run.sh"], cwd=project, env={**env, "PORT": str(port)},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}/health/ready")
-                break
-            except httpx.TransportError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"run.sh did not serve:\n{server.communicate()[0]}")
-                time.sleep(0.5)
-        assert response.json() == {"status": "ok"}
-        assert (project / "app.db").exists(), "the embedded SQLite default was not used"
-    finally:
-        os.killpg(server.pid, signal.SIGINT)
-        server.communicate(timeout=30)
+    with serving(["./scripts/run.sh"], project, env) as client:
+        assert client.get("/health/ready").json() == {"status": "ok"}
+    assert (project / "app.db").exists(), "the embedded SQLite default was not used"
