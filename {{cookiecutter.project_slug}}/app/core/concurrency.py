@@ -83,7 +83,8 @@ class ProcessPool:
 @asynccontextmanager
 async def open_process_pool(workers: int) -> AsyncIterator[ProcessPool]:
     """Start a `ProcessPool` with all its workers, and shut it down on exit (for the lifespan)."""
-    pool = ProcessPool(workers)
+    # Creating the pool and spawning its workers block: keep both off the event loop.
+    pool = await run_in_thread(ProcessPool, workers)
     try:
         await run_in_thread(pool.start_workers)
         yield pool

@@ -19,6 +19,9 @@ from app.core.config import Settings
 from app.db.session import create_engine
 from app.main import create_app
 
+# Every test fails if it blocks the event loop: see tests/loop_guard.py.
+pytest_plugins = ["tests.loop_guard"]
+
 ALEMBIC_INI = Path(__file__).parents[1] / "alembic.ini"
 
 

@@ -1,3 +1,4 @@
+import pytest
 from alembic import command
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -5,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.conftest import alembic_config
 
 
+@pytest.mark.allow_blocking(reason="alembic reads the migration scripts from disk")
 async def test_models_and_migrations_do_not_drift(engine: AsyncEngine) -> None:
     """`alembic check`: autogenerate finds nothing to add (raises if it does)."""
 

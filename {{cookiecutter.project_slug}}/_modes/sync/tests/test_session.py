@@ -4,18 +4,29 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 
+from app.core.concurrency import run_in_thread
 from app.db.session import get_session
 from app.models import Item
+
+
+def add_item_through_the_dependency(app: FastAPI, title: str, *, fail: bool) -> None:
+    """Drive the session dependency as FastAPI does: in a worker thread, as it is sync."""
+    dependency = get_session(SimpleNamespace(app=app))  # type: ignore[arg-type]
+    session = next(dependency)
+    session.add(Item(title=title))
+    session.flush()
+    if fail:
+        with pytest.raises(RuntimeError, match="handler failed"):
+            dependency.throw(RuntimeError("handler failed"))
+    else:
+        with pytest.raises(StopIteration):
+            next(dependency)
 
 
 async def test_the_request_session_commits_when_the_handler_succeeds(
     app: FastAPI, client: AsyncClient
 ) -> None:
-    dependency = get_session(SimpleNamespace(app=app))  # type: ignore[arg-type]
-    session = next(dependency)
-    session.add(Item(title="kept"))
-    with pytest.raises(StopIteration):
-        next(dependency)
+    await run_in_thread(add_item_through_the_dependency, app, "kept", fail=False)
     titles = [item["title"] for item in (await client.get("/api/v1/items")).json()]
     assert titles == ["kept"]
 
@@ -23,10 +34,5 @@ async def test_the_request_session_commits_when_the_handler_succeeds(
 async def test_the_request_session_rolls_back_when_the_handler_raises(
     app: FastAPI, client: AsyncClient
 ) -> None:
-    dependency = get_session(SimpleNamespace(app=app))  # type: ignore[arg-type]
-    session = next(dependency)
-    session.add(Item(title="lost"))
-    session.flush()
-    with pytest.raises(RuntimeError, match="handler failed"):
-        dependency.throw(RuntimeError("handler failed"))
+    await run_in_thread(add_item_through_the_dependency, app, "lost", fail=True)
     assert (await client.get("/api/v1/items")).json() == []

@@ -1,0 +1,184 @@
+"""The baked suite's loop guard catches each kind of blocking, and only blocking.
+
+Blocking and correct routes (tests/cases/blocking_routes.py) and naive tests that only check
+status codes (tests/cases/test_blocking.py) are added to a copy of each bake; the bake's own
+suite must fail every blocking one with the guard's message and pass every correct one.
+"""
+
+import os
+import shutil
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run
+
+CASES = Path(__file__).parent / "cases"
+BLOCKING = [
+    "sleep",
+    "sleep-swallowed",
+    "cpu",
+    "c-extension",
+    "sqlite3",
+    "sync-engine",
+    "http-client",
+    "dependency",
+    "middleware",
+    "psycopg2",
+]
+CORRECT = ["async-sleep", "sleep-in-thread", "cpu-in-process-pool", "sleep-in-def", "opted-out"]
+
+
+def mode_of(project: Path) -> str:
+    return "async" if "asyncpg" in (project / "pyproject.toml").read_text() else "sync"
+
+
+def with_blocking_routes(baked: Path, tmp_path: Path) -> Path:
+    project = tmp_path / baked.name
+    shutil.copytree(baked, project)
+    shutil.copy(CASES / "blocking_routes.py", project / "app/api/routes/blocking.py")
+    shutil.copy(CASES / "test_blocking.py", project / "tests/test_blocking.py")
+    router = project / "app/api/router.py"
+    router.write_text(
+        router.read_text().replace(
+            "from app.api.routes import examples, health, items",
+            "from app.api.routes import blocking, examples, health, items",
+        )
+        + "router.include_router(blocking.router)\n"
+    )
+    main = project / "app/main.py"
+    main.write_text(
+        main.read_text()
+        .replace(
+            "from app.api.router import router\n",
+            "from app.api.router import router\nfrom app.api.routes import blocking\n",
+        )
+        .replace(
+            "    add_error_handlers(app)\n",
+            "    add_error_handlers(app)\n    blocking.install(app)\n",
+        )
+    )
+    return project
+
+
+def outcomes(report: Path) -> dict[str, str]:
+    """Each test case's name, and the text of its failures and errors ('' if it passed)."""
+    cases = ET.parse(report).getroot().iter("testcase")
+    return {
+        case.get("name", ""): "\n".join(
+            f"{element.get('message', '')}\n{element.text or ''}"
+            for element in case
+            if element.tag in ("failure", "error")
+        )
+        for case in cases
+    }
+
+
+def case_name(route: str) -> str:
+    special = {"psycopg2": "test_route_psycopg2", "opted-out": "test_opted_out"}
+    return special.get(route, f"test_route[{route}]")
+
+
+@pytest.fixture(scope="module")
+def guarded_run(
+    baked: Path, tmp_path_factory: pytest.TempPathFactory, postgres_admin_url: str
+) -> tuple[str, dict[str, str]]:
+    tmp_path = tmp_path_factory.mktemp("loop-guard")
+    project = with_blocking_routes(baked, tmp_path)
+    report = tmp_path / "report.xml"
+    env = {k: v for k, v in os.environ.items() if "DATABASE_URL" not in k}
+    env["BLOCKING_DSN"] = postgres_admin_url
+    result = run(
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/test_blocking.py",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={report}",
+        cwd=project,
+        env=env,
+    )
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    return mode_of(project), outcomes(report)
+
+
+@pytest.mark.parametrize("route", BLOCKING)
+def test_blocking_fails_the_naive_test(guarded_run: tuple[str, dict[str, str]], route: str) -> None:
+    _, results = guarded_run
+    message = results[case_name(route)]
+    assert "blocked the event loop" in message, message or "the test passed"
+    assert "app/api/routes/blocking.py" in message or route in ("psycopg2",), message
+
+
+@pytest.mark.parametrize("route", CORRECT)
+def test_correct_code_passes(guarded_run: tuple[str, dict[str, str]], route: str) -> None:
+    _, results = guarded_run
+    assert results[case_name(route)] == ""
+
+
+def test_a_sync_session_in_async_def_is_caught_in_sync_mode(
+    guarded_run: tuple[str, dict[str, str]],
+) -> None:
+    mode, results = guarded_run
+    message = results[case_name("session")]
+    if mode == "sync":
+        assert "a sync SQLAlchemy engine" in message, message
+        assert "during GET /blocking/session" in message, message
+    else:
+        assert message == "", "awaiting an AsyncSession is correct"
+
+
+def test_messages_say_where_and_during_which_request(
+    guarded_run: tuple[str, dict[str, str]],
+) -> None:
+    _, results = guarded_run
+    sleep = results[case_name("sleep")]
+    assert "time.sleep on the event loop during GET /blocking/sleep" in sleep
+    assert "at app/api/routes/blocking.py" in sleep
+    assert "time.sleep(STALL)" in sleep
+    cpu = results[case_name("cpu")]
+    assert "the event loop was blocked for" in cpu
+    assert "during GET /blocking/cpu" in cpu
+    assert "@pytest.mark.allow_blocking" in cpu
+
+
+def test_static_layer_flags_blocking_calls_in_async_def(baked: Path, tmp_path: Path) -> None:
+    project = with_blocking_routes(baked, tmp_path)
+    result = run(sys.executable, "-m", "ruff", "check", "app/api/routes/blocking.py", cwd=project)
+    assert result.returncode == 1
+    assert "ASYNC251" in result.stdout  # time.sleep in async def
+    assert "ASYNC210" in result.stdout  # blocking HTTP call in async def
+
+
+def test_behavioural_test_catches_cpu_work_on_the_loop(baked: Path, tmp_path: Path) -> None:
+    """Primes computed inline in `async def`: /health waits. The lag limit is lifted here, to
+    show that the behavioural test catches it on its own."""
+    project = tmp_path / baked.name
+    shutil.copytree(baked, project)
+    route = project / "app/api/routes/examples.py"
+    source = route.read_text()
+    inline = (
+        source.replace("await pool.run(count_primes_below, below)", "count_primes_below(below)")
+        .replace("pool.call(count_primes_below, below)", "count_primes_below(below)")
+        .replace("def count_primes(", "async def count_primes(")
+        .replace("async async def", "async def")
+    )
+    assert inline != source
+    route.write_text(inline)
+    env = {k: v for k, v in os.environ.items() if "DATABASE_URL" not in k}
+    env["LOOP_STALL_LIMIT"] = "60"
+    result = run(
+        sys.executable,
+        "-m",
+        "pytest",
+        "tests/test_responsiveness.py",
+        "-p",
+        "no:cacheprovider",
+        cwd=project,
+        env=env,
+    )
+    assert result.returncode == 1, result.stdout[-3000:]
+    assert "/health took up to" in result.stdout
