@@ -3,7 +3,7 @@ from alembic import command
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import alembic_config
+from tests.migrations import alembic_config
 
 
 @pytest.mark.allow_blocking(reason="alembic reads the migration scripts from disk")

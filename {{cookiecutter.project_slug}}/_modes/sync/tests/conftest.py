@@ -7,11 +7,8 @@ sync fixtures, which run outside the event loop.
 
 import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import Connection, Engine
@@ -20,11 +17,10 @@ from sqlalchemy.orm import sessionmaker
 from app.core.config import Settings
 from app.db.session import create_engine
 from app.main import create_app
+from tests.migrations import migrate_from_scratch
 
 # Every test fails if it blocks the event loop: see tests/loop_guard.py.
 pytest_plugins = ["tests.loop_guard"]
-
-ALEMBIC_INI = Path(__file__).parents[1] / "alembic.ini"
 
 
 @pytest.fixture(scope="session")
@@ -33,18 +29,6 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
     )
     return Settings(_env_file=None, database_url=url, process_pool_workers=2)
-
-
-def alembic_config(connection: Connection) -> Config:
-    config = Config(ALEMBIC_INI)
-    config.attributes["connection"] = connection
-    return config
-
-
-def migrate_from_scratch(connection: Connection) -> None:
-    config = alembic_config(connection)
-    command.downgrade(config, "base")
-    command.upgrade(config, "head")
 
 
 @pytest.fixture(scope="session")

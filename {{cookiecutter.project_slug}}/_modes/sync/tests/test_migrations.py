@@ -1,7 +1,7 @@
 from alembic import command
 from sqlalchemy import Engine
 
-from tests.conftest import alembic_config
+from tests.migrations import alembic_config
 
 
 def test_models_and_migrations_do_not_drift(engine: Engine) -> None:

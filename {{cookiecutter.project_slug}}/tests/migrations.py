@@ -1,0 +1,22 @@
+"""Alembic, driven from the tests on a connection they hold (see migrations/env.py)."""
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection
+
+ALEMBIC_INI = Path(__file__).parents[1] / "alembic.ini"
+
+
+def alembic_config(connection: Connection) -> Config:
+    config = Config(ALEMBIC_INI)
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate_from_scratch(connection: Connection) -> None:
+    """Down to an empty database, then up to the latest revision: both directions work."""
+    config = alembic_config(connection)
+    command.downgrade(config, "base")
+    command.upgrade(config, "head")
