@@ -61,6 +61,17 @@ def bake_cli(output_dir: Path, *answers: str) -> subprocess.CompletedProcess[str
     )
 
 
+def mode_of(project: Path) -> str:
+    """The `database_access` a project was baked with."""
+    return "async" if "asyncpg" in (project / "pyproject.toml").read_text() else "sync"
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """This process's environment without database URLs or virtualenv, plus `overrides`."""
+    env = {k: v for k, v in os.environ.items() if "DATABASE_URL" not in k and k != "VIRTUAL_ENV"}
+    return {**env, **overrides}
+
+
 def write_config() -> Path:
     """A cookiecutter config that keeps replay files out of the user's home and the output."""
     directory = Path(tempfile.mkdtemp(prefix="cookiecutter-"))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TEMPLATE, bake, run
+from tests.conftest import TEMPLATE, bake, mode_of, run
 
 TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\}\}|%\}|cookiecutter\.")
 # Words that belong to one mode only: a bake of the other mode must not contain them.
@@ -21,10 +21,6 @@ MODE_FILES = TEMPLATE / "{{cookiecutter.project_slug}}" / "_modes"
 
 def project_files(project: Path) -> list[Path]:
     return sorted(p for p in project.rglob("*") if p.is_file() and ".venv" not in p.parts)
-
-
-def mode_of(project: Path) -> str:
-    return "async" if "asyncpg" in (project / "pyproject.toml").read_text() else "sync"
 
 
 def test_no_template_syntax_is_left(baked: Path) -> None:

@@ -13,14 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import DATABASES, MODES, bake, create_database, run
+from tests.conftest import DATABASES, MODES, bake, clean_env, create_database, mode_of, run
 from tests.postgres import free_port
-
-
-def clean_env(**overrides: str) -> dict[str, str]:
-    """The environment, without any database URL or virtualenv of the caller's."""
-    env = {k: v for k, v in os.environ.items() if "DATABASE_URL" not in k and k != "VIRTUAL_ENV"}
-    return {**env, **overrides}
 
 
 @pytest.fixture(scope="module", params=DATABASES, ids=[f"database:{d}" for d in DATABASES])
@@ -36,7 +30,7 @@ def database_url(database: str, project: Path, name: str, request: pytest.Fixtur
 
 
 def test_own_test_suite_passes(baked: Path, database: str, request: pytest.FixtureRequest) -> None:
-    mode = "async" if "asyncpg" in (baked / "pyproject.toml").read_text() else "sync"
+    mode = mode_of(baked)
     env = clean_env()
     if database == "postgresql":
         env["TEST_DATABASE_URL"] = database_url(database, baked, f"suite_{mode}", request)
@@ -90,7 +84,7 @@ def test_migrates_and_serves_the_http_contract(
     """`alembic upgrade head` then `uvicorn app.main:app`, as its README says, over real HTTP."""
     project = tmp_path / baked.name
     shutil.copytree(baked, project)
-    mode = "async" if "asyncpg" in (project / "pyproject.toml").read_text() else "sync"
+    mode = mode_of(project)
     env = clean_env(DATABASE_URL=database_url(database, project, f"serve_{mode}", request))
     migrated = run(sys.executable, "-m", "alembic", "upgrade", "head", cwd=project, env=env)
     assert migrated.returncode == 0, migrated.stderr
