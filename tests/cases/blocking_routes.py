@@ -46,6 +46,15 @@ async def cpu() -> dict[str, int]:
     return {"count": count_primes_below(CPU_BELOW)}
 
 
+@router.get("/busy-100ms")
+async def busy_100ms() -> dict[str, str]:
+    # The smallest stall the guard must catch: 100 ms of wall-clock time spent computing.
+    deadline = time.perf_counter() + 0.1
+    while time.perf_counter() < deadline:
+        pass
+    return {"ok": "yes"}
+
+
 @router.get("/c-extension")
 async def c_extension() -> dict[str, str]:
     # C code that releases the GIL but still holds the loop: no call-level rule knows it.

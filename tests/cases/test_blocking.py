@@ -13,6 +13,7 @@ BLOCKING = [
     "sleep",
     "sleep-swallowed",
     "cpu",
+    "busy-100ms",
     "c-extension",
     "sqlite3",
     "sync-engine",
