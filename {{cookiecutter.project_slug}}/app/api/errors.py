@@ -40,15 +40,13 @@ class _AsciiJSONResponse(JSONResponse):
         ).encode("ascii")
 
 
-async def _request_validation_error(request: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, RequestValidationError)
-    return _AsciiJSONResponse(
-        {"detail": jsonable_encoder(error.errors())},
-        status_code=422,
-    )
+async def _request_validation_error(
+    request: Request, error: RequestValidationError
+) -> JSONResponse:
+    return _AsciiJSONResponse({"detail": jsonable_encoder(error.errors())}, status_code=422)
 
 
-def _unavailable(request: Request, error: Exception) -> JSONResponse:
+async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
     logger.warning("database unavailable for %s %s: %s", request.method, request.url.path, error)
     return JSONResponse(
         {"detail": "Database unavailable, retry later"},
@@ -57,18 +55,14 @@ def _unavailable(request: Request, error: Exception) -> JSONResponse:
     )
 
 
-async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
-    return _unavailable(request, error)
-
-
 async def _database_error(request: Request, error: Exception) -> JSONResponse:
     if isinstance(error, DBAPIError) and is_outage(error):
-        return _unavailable(request, error)
+        return await _database_unavailable(request, error)
     raise error  # a bug, not an outage: the server's usual 500
 
 
 def add_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _request_validation_error)
+    app.exception_handler(RequestValidationError)(_request_validation_error)
     app.add_exception_handler(DatabaseUnavailableError, _database_unavailable)
     app.add_exception_handler(PoolTimeoutError, _database_unavailable)
     app.add_exception_handler(DBAPIError, _database_error)
