@@ -8,6 +8,14 @@ import sys
 ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 
 SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13", "3.14")
+
+
+def slug_like(value: str) -> str:
+    """A valid slug close to what was typed: "My_Service 2" -> "my-service-2"."""
+    slug = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")
+    return slug if re.match(r"[a-z]", slug) else "my-service"
+
+
 CHECKS = {
     "project_name": (
         lambda v: bool(v.strip()) and not re.search(r'["\\\x00-\x1f]', v),
@@ -17,7 +25,7 @@ CHECKS = {
     "project_slug": (
         lambda v: re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", v) is not None,
         "lowercase letters and digits, words joined by single hyphens, starting with a letter",
-        "my-service",
+        slug_like(ANSWERS["project_slug"]),
     ),
     "description": (
         lambda v: "\n" not in v,

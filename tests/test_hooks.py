@@ -11,7 +11,7 @@ from tests.conftest import bake, bake_cli
     ("answer", "shown", "suggested"),
     [
         ("project_slug=My Service", "'My Service'", "project_slug='my-service'"),
-        ("project_slug=my_service", "'my_service'", "project_slug='my-service'"),
+        ("project_slug=billing_api", "'billing_api'", "project_slug='billing-api'"),
         ("project_slug=1service", "'1service'", "project_slug='my-service'"),
         ("project_slug=my--service", "'my--service'", "project_slug='my-service'"),
         ("python_version=3.9", "'3.9'", "python_version='3.11'"),
@@ -59,6 +59,12 @@ def test_answers_are_data_not_code(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("PWNED"))
     assert not Path("PWNED").exists()
     assert hostile in (project / "README.md").read_text()
+
+
+def test_the_default_slug_is_derived_from_any_name(tmp_path: Path) -> None:
+    result = bake_cli(tmp_path, "project_name=Bob's Billing_API 2")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "bob-s-billing-api-2").is_dir()
 
 
 @pytest.mark.parametrize("mode", ["async", "sync"])
