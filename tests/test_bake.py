@@ -19,8 +19,13 @@ MODE_WORDS = {
 MODE_FILES = TEMPLATE / "{{cookiecutter.project_slug}}" / "_modes"
 
 
+# What running tools leave in a bake (other tests lint and run the shared bakes).
+TOOL_OUTPUT = {".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+
+
 def project_files(project: Path) -> list[Path]:
-    return sorted(p for p in project.rglob("*") if p.is_file() and ".venv" not in p.parts)
+    """The files the template wrote, whatever ran in the bake since."""
+    return sorted(p for p in project.rglob("*") if p.is_file() and not TOOL_OUTPUT & set(p.parts))
 
 
 def test_no_template_syntax_is_left(baked: Path) -> None:
