@@ -100,8 +100,8 @@ def postgres_admin_url() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    with throwaway_postgres(bindir) as url:
-        yield url
+    with throwaway_postgres(bindir) as server:
+        yield server.url
 
 
 def create_database(admin_url: str, name: str) -> str:

@@ -40,33 +40,50 @@ def free_port() -> int:
         return port
 
 
-@contextmanager
-def throwaway_postgres(bindir: Path) -> Iterator[str]:
-    """Start a fresh cluster on a free loopback port; yield its admin URL; stop and delete it.
+class PostgresServer:
+    """A cluster in `home` on a loopback port; the tests may stop and start it again."""
 
-    As root, the server runs as the `postgres` user: initdb refuses to run as root.
+    def __init__(self, bindir: Path, home: Path, port: int, options: str) -> None:
+        self.bindir, self.home, self.port, self.options = bindir, home, port, options
+        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        # As root, the server runs as the `postgres` user: initdb refuses to run as root.
+        self._run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+    def run(self, *command: str | Path, check: bool = True) -> None:
+        subprocess.run([*self._run_as, *map(str, command)], check=check, capture_output=True)
+
+    def start(self) -> None:
+        data, log = self.home / "data", self.home / "log"
+        self.run(self.bindir / "pg_ctl", "-D", data, "-o", self.options, "-l", log, "-w", "start")
+
+    def stop(self) -> None:
+        self.run(self.bindir / "pg_ctl", "-D", self.home / "data", "-m", "fast", "-w", "stop")
+
+
+@contextmanager
+def throwaway_postgres(bindir: Path, *settings: str) -> Iterator[PostgresServer]:
+    """Start a fresh cluster on a free loopback port; yield it; stop and delete it.
+
+    `settings` are extra server settings (`"max_connections=200"`).
     """
-    as_root = os.geteuid() == 0
-    run_as = ["runuser", "-u", "postgres", "--"] if as_root else []
     home = Path(tempfile.mkdtemp(prefix="template-pg-"))
-    if as_root:
+    if os.geteuid() == 0:
         owner = pwd.getpwnam("postgres")
         os.chown(home, owner.pw_uid, owner.pw_gid)
-    data, port = home / "data", free_port()
-
-    def run(*command: str | Path) -> None:
-        subprocess.run([*run_as, *map(str, command)], check=True, capture_output=True)
-
+    port = free_port()
     options = (
         f"-c listen_addresses=127.0.0.1 -p {port} -k {home} "
         "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     )
+    options += "".join(f" -c {setting}" for setting in settings)
+    server = PostgresServer(bindir, home, port, options)
     try:
-        run(bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync")
-        run(bindir / "pg_ctl", "-D", data, "-o", options, "-l", home / "log", "-w", "start")
+        initdb = bindir / "initdb"
+        server.run(initdb, "-D", home / "data", "-A", "trust", "-U", "postgres", "--no-sync")
+        server.start()
         try:
-            yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-        finally:
-            run(bindir / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+            yield server
+        finally:  # a test may have left it stopped
+            server.run(bindir / "pg_ctl", "-D", home / "data", "-m", "fast", "stop", check=False)
     finally:
         shutil.rmtree(home, ignore_errors=True)

@@ -1,20 +1,13 @@
 """Each bake works: its own test suite passes on SQLite and PostgreSQL, and it serves over HTTP."""
 
-import os
 import shutil
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import DATABASES, MODES, bake, clean_env, create_database, mode_of, run
-from tests.postgres import free_port
+from tests.serve import serving
 
 
 @pytest.fixture(scope="module", params=DATABASES, ids=[f"database:{d}" for d in DATABASES])
@@ -41,41 +34,6 @@ def test_own_test_suite_passes(baked: Path, database: str, request: pytest.Fixtu
     assert " passed" in summary
     assert "failed" not in summary
     assert "skipped" not in summary
-
-
-@contextmanager
-def serving(command: list[str], project: Path, env: dict[str, str]) -> Iterator[httpx.Client]:
-    """Start a server command that listens on $PORT; yield a client once it answers; stop it."""
-    port = free_port()
-    server = subprocess.Popen(
-        command,
-        cwd=project,
-        env={**env, "PORT": str(port)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # to stop the whole process group (scripts run uvicorn)
-    )
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            deadline = time.monotonic() + 180
-            while not answers(client):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"no server on port {port}:\n{server.communicate()[0]}")
-                time.sleep(0.3)
-            yield client
-    finally:
-        os.killpg(server.pid, signal.SIGINT)
-        output, _ = server.communicate(timeout=30)
-    assert "Application shutdown complete" in output, output
-
-
-def answers(client: httpx.Client) -> bool:
-    try:
-        client.get("/health")
-    except httpx.TransportError:
-        return False
-    return True
 
 
 def test_migrates_and_serves_the_http_contract(
