@@ -1,0 +1,439 @@
+"""Load benchmark: both bakes beside the bare stack and the docs-style apps, in one run.
+
+    uv run python bench/run.py [--duration 30] [--only async-bake,sync-bake]
+
+Bakes both modes, starts a throwaway PostgreSQL on loopback with 10,000 items, and serves each
+app with one uvicorn worker (uvloop, httptools), one at a time, on the same data. For each it
+measures `GET /api/v1/items/{random id}` with wrk at 64 and 256 connections (requests per
+second, latency, errors), the server's CPU time and the database statements per request, then
+`/health` latency while CPU-heavy primes requests run, and during a flood of them. It prints a
+table with ratios to the bare app (and of each bake to its docs-style twin). The machine is
+shared and noisy: compare ratios within one run, not absolute figures across runs.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg2
+from cookiecutter.main import cookiecutter
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.postgres import find_bindir, free_port, throwaway_postgres  # noqa: E402
+
+APPS_DIR = ROOT / "bench" / "apps"
+WRK_SCRIPT = ROOT / "bench" / "items.lua"
+ITEMS = 10_000
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class App:
+    name: str
+    module: str  # uvicorn's APP argument
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)
+    twin: str | None = None  # the docs-style app this one is compared with
+
+
+@dataclass
+class Result:
+    figures: dict[str, float | str] = field(default_factory=dict)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds per load phase")
+    parser.add_argument("--only", help="comma-separated app names to run (default: all)")
+    args = parser.parse_args()
+    for tool in ("wrk",):
+        if shutil.which(tool) is None:
+            sys.exit(f"{tool} is missing: apt-get install -y {tool}")
+    bindir = find_bindir()
+    if bindir is None:
+        sys.exit("PostgreSQL server binaries not found (initdb, pg_ctl)")
+
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    try:
+        bakes = {mode: bake(work, mode) for mode in ("async", "sync")}
+        settings = ("max_connections=300", "shared_preload_libraries=pg_stat_statements")
+        with throwaway_postgres(bindir, *settings) as server:
+            url = prepare_database(server.url, bakes["async"])
+            apps = all_apps(bakes, url)
+            if args.only:
+                apps = [app for app in apps if app.name in args.only.split(",")]
+            results = {}
+            for app in apps:
+                print(f"-- {app.name}", file=sys.stderr, flush=True)
+                try:
+                    results[app.name] = measure(app, url, args.duration)
+                except (RuntimeError, subprocess.SubprocessError) as error:
+                    print(f"{app.name} failed: {error}", file=sys.stderr)
+                    results[app.name] = Result()
+                print(f"   {results[app.name].figures}", file=sys.stderr, flush=True)
+            print_table(apps, results, args.duration)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def bake(work: Path, mode: str) -> Path:
+    config = work / "cookiecutter.yaml"
+    config.write_text(f"cookiecutters_dir: {work / 'cc'}\nreplay_dir: {work / 'replay'}\n")
+    return Path(
+        cookiecutter(
+            str(ROOT),
+            no_input=True,
+            extra_context={"database_access": mode, "project_slug": f"bench-{mode}"},
+            output_dir=str(work),
+            config_file=str(config),
+        )
+    )
+
+
+def prepare_database(admin_url: str, project: Path) -> str:
+    """Create the `bench` database with the bakes' schema and ITEMS items; return its URL."""
+    with connect(admin_url) as cursor:
+        cursor.execute("CREATE DATABASE bench")
+    url = admin_url.rsplit("/", 1)[0] + "/bench"
+    env = {**os.environ, "DATABASE_URL": url}
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=project,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    with connect(url) as cursor:
+        cursor.execute("CREATE EXTENSION pg_stat_statements")
+        cursor.execute(
+            "INSERT INTO items (title, description) "
+            "SELECT 'item ' || n, repeat('some text ', 20) FROM generate_series(1, %s) AS n",
+            (ITEMS,),
+        )
+        cursor.execute("VACUUM ANALYZE items")
+    return url
+
+
+@contextmanager
+def connect(url: str) -> Iterator["psycopg2.extensions.cursor"]:
+    connection = psycopg2.connect(url)
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cursor:
+            yield cursor
+    finally:
+        connection.close()
+
+
+def all_apps(bakes: dict[str, Path], url: str) -> list[App]:
+    docs_env = {"DATABASE_URL": url}
+    return [
+        App("bare", "bare:app", APPS_DIR, docs_env),
+        App("docs-async", "docs_async:app", APPS_DIR, docs_env),
+        App("async-bake", "app.main:app", bakes["async"], {"DATABASE_URL": url}, "docs-async"),
+        App("docs-sync", "docs_sync:app", APPS_DIR, docs_env),
+        App("docs-sync-pool40", "docs_sync:app", APPS_DIR, {**docs_env, "DB_POOL_SIZE": "40"}),
+        App("sync-bake", "app.main:app", bakes["sync"], {"DATABASE_URL": url}, "docs-sync-pool40"),
+    ]
+
+
+def measure(app: App, url: str, duration: int) -> Result:
+    result = Result()
+    port = free_port()
+    env = {**os.environ, **app.env}
+    command = [
+        sys.executable, "-m", "uvicorn", app.module, "--port", str(port),
+        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
+        "--timeout-graceful-shutdown", "10",
+    ]  # fmt: skip
+    with tempfile.TemporaryFile(mode="w+") as log:
+        server = subprocess.Popen(command, cwd=app.cwd, env=env, stdout=log, stderr=log, text=True)
+        try:
+            wait_until_up(port, server)
+            wrk(port, 64, 3)  # warm up: connections, caches, prepared statements
+            reset_statements(url)
+            cpu_before = cpu_seconds(server.pid)
+            run = wrk(port, 64, duration)
+            cpu = cpu_seconds(server.pid) - cpu_before
+            statements = count_statements(url)
+            requests = max(run["requests"], 1)
+            result.figures["round_trips"] = count_round_trips(port, url)
+            result.figures.update(
+                rps64=run["requests"] / run["seconds"],
+                p50_64=run["p50"] / 1000,
+                p99_64=run["p99"] / 1000,
+                max64=run["max"] / 1000,
+                errors64=run["errors"],
+                cpu_us=cpu / requests * 1e6 if run["requests"] else float("nan"),
+                statements=statements / requests if run["requests"] else float("nan"),
+            )
+            run = wrk(port, 256, duration)
+            result.figures.update(
+                rps256=run["requests"] / run["seconds"],
+                p99_256=run["p99"] / 1000,
+                max256=run["max"] / 1000,
+                errors256=run["errors"],
+            )
+            result.figures.update(health_under_primes(port, clients=4, below=300_000, seconds=6))
+            flood = health_under_primes(
+                port, clients=50, below=1_000_000, seconds=6, prefix="flood"
+            )
+            result.figures.update(flood)
+            result.figures["recovered_s"] = seconds_until_primes_answer(port)
+        finally:
+            started = time.monotonic()
+            server.send_signal(signal.SIGINT)
+            try:
+                server.wait(timeout=30)
+                result.figures["shutdown_s"] = time.monotonic() - started
+            except subprocess.TimeoutExpired:
+                server.kill()  # still draining after 30 s: shown as "inf"
+                server.wait()
+                result.figures["shutdown_s"] = float("inf")
+            log.seek(0)
+            tail = log.read()[-2000:]
+            if server.returncode not in (0, -signal.SIGINT) and tail:
+                print(f"{app.name} log:\n{tail}", file=sys.stderr)
+    return result
+
+
+def wait_until_up(port: int, server: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError("the server exited during start-up")
+        try:
+            if get(port, "/health", timeout=1)[0] == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the server did not start within 60 s")
+
+
+def get(port: int, path: str, timeout: float) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def wrk(port: int, connections: int, seconds: int) -> dict[str, float]:
+    command = [
+        "wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--timeout", "10s",
+        "-s", str(WRK_SCRIPT), f"http://127.0.0.1:{port}",
+    ]  # fmt: skip
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in output.splitlines() if line.startswith("JSON "))
+    run: dict[str, float] = json.loads(line.removeprefix("JSON "))
+    run["seconds"] = run.pop("duration_us") / 1e6
+    run["errors"] = sum(run.pop(key) for key in ("connect", "read", "write", "status", "timeout"))
+    return run
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def reset_statements(url: str) -> None:
+    with connect(url) as cursor:
+        cursor.execute("SELECT pg_stat_statements_reset()")
+
+
+def count_statements(url: str) -> int:
+    """Statements the apps ran since the reset (BEGIN, COMMIT and pings included)."""
+    with connect(url) as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+            "WHERE query NOT LIKE '%%pg_stat_statements%%'"
+        )
+        return int(cursor.fetchone()[0])
+
+
+def count_round_trips(port: int, url: str, requests: int = 200) -> float:
+    """Messages the app sends to PostgreSQL per request, counted on the wire by tcpdump.
+
+    Requests go one at a time, so each of the app's flushes to the server is one packet: a
+    round trip. Needs tcpdump and the right to capture (root); "nan" without them.
+    """
+    if shutil.which("tcpdump") is None or os.geteuid() != 0:
+        return float("nan")
+    pg_port = int(url.rsplit(":", 1)[1].split("/")[0])
+    capture = subprocess.Popen(
+        ["tcpdump", "-i", "lo", "-nn", "-q", "-l",
+         f"tcp dst port {pg_port} and (tcp[tcpflags] & tcp-push != 0)"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert capture.stderr is not None
+    capture.stderr.readline()  # "listening on lo ...": capturing has begun
+    for n in range(requests):
+        get(port, f"/api/v1/items/{n * 37 % ITEMS + 1}", timeout=10)
+    time.sleep(0.5)
+    capture.terminate()
+    packets = capture.communicate()[0].count("\n")
+    return packets / requests
+
+
+def health_under_primes(
+    port: int, *, clients: int, below: int, seconds: float, prefix: str = "primes"
+) -> dict[str, float]:
+    """/health latency, probed every 10 ms on a fixed schedule, while `clients` loop on primes."""
+    stop = threading.Event()
+    statuses: list[int] = []
+    open_connections: set[http.client.HTTPConnection] = set()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            open_connections.add(connection)
+            try:
+                connection.request("GET", f"/api/v1/examples/primes?below={below}")
+                response = connection.getresponse()
+                response.read()
+                statuses.append(response.status)
+            except OSError:
+                if not stop.is_set():
+                    statuses.append(0)
+            finally:
+                open_connections.discard(connection)
+                connection.close()
+
+    threads = [threading.Thread(target=hammer, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)  # let the primes requests arrive
+    latencies = probe_health(port, seconds)
+    stop.set()
+    for connection in list(open_connections):  # clients still waiting hang up
+        if connection.sock is not None:
+            connection.sock.shutdown(socket.SHUT_RDWR)
+    for thread in threads:
+        thread.join(timeout=5)
+    ok = sum(status == 200 for status in statuses)
+    refused = sum(status == 503 for status in statuses)
+    other = len(statuses) - ok - refused
+    return {
+        f"{prefix}_health_p50": statistics.median(latencies) * 1000,
+        f"{prefix}_health_p99": percentile(latencies, 99) * 1000,
+        f"{prefix}_ok": ok,
+        f"{prefix}_503": refused,
+        f"{prefix}_other": other,
+    }
+
+
+def probe_health(port: int, seconds: float, every: float = 0.01) -> list[float]:
+    """Latency of /health, due every `every` seconds, each timed from when it was due.
+
+    A probe that answers late also answers for the probes that fell due meanwhile (each timed
+    from its own due time), so a stalled loop weighs in the percentiles as long as it lasted.
+    """
+    latencies: list[float] = []
+    started = time.perf_counter()
+    end = started + seconds
+    due = started
+    while due < end:
+        time.sleep(max(0.0, due - time.perf_counter()))
+        with suppress(OSError):
+            get(port, "/health", timeout=seconds)
+        answered = time.perf_counter()
+        while due <= answered and due < end:
+            latencies.append(answered - due)
+            due += every
+    return latencies
+
+
+def seconds_until_primes_answer(port: int) -> float:
+    """After a flood's clients hang up: how long until a small primes request is served."""
+    started = time.monotonic()
+    while time.monotonic() - started < 60:
+        try:
+            if get(port, "/api/v1/examples/primes?below=1000", timeout=10)[0] == 200:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return float("inf")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+COLUMNS = [
+    ("rps64", "rps@64", "{:.0f}"),
+    ("p99_64", "p99@64 ms", "{:.1f}"),
+    ("errors64", "err@64", "{:.0f}"),
+    ("rps256", "rps@256", "{:.0f}"),
+    ("p99_256", "p99@256 ms", "{:.1f}"),
+    ("max256", "max@256 ms", "{:.0f}"),
+    ("errors256", "err@256", "{:.0f}"),
+    ("cpu_us", "CPU us/req", "{:.0f}"),
+    ("round_trips", "DB round trips/req", "{:.1f}"),
+    ("statements", "DB stmts/req", "{:.1f}"),
+    ("primes_health_p50", "health p50 primes", "{:.1f}"),
+    ("primes_health_p99", "health p99 primes", "{:.1f}"),
+    ("flood_health_p99", "health p99 flood", "{:.1f}"),
+    ("flood_ok", "flood 200", "{:.0f}"),
+    ("flood_503", "flood 503", "{:.0f}"),
+    ("flood_other", "flood other", "{:.0f}"),
+    ("recovered_s", "primes after flood s", "{:.1f}"),
+    ("shutdown_s", "shutdown s", "{:.1f}"),
+]
+
+
+def print_table(apps: list[App], results: dict[str, Result], duration: int) -> None:
+    print(f"\nGET /api/v1/items/{{id}} for {duration} s per phase; /health probed every 10 ms")
+    header = ["app", *(title for _, title, _ in COLUMNS)]
+    rows = [header]
+    for app in apps:
+        figures = results[app.name].figures
+        rows.append(
+            [app.name, *(fmt.format(figures.get(key, float("nan"))) for key, _, fmt in COLUMNS)]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+
+    print("\nRatios (rps@64, CPU us/req): to the bare app, and of each bake to its docs-style twin")
+    bare = results.get("bare")
+    for app in apps:
+        figures = results[app.name].figures
+        parts = [f"{app.name:>17}"]
+        if bare:
+            parts.append(f"vs bare: rps {ratio(figures, bare.figures, 'rps64')}")
+            parts.append(f"CPU {ratio(figures, bare.figures, 'cpu_us')}")
+        if app.twin and app.twin in results:
+            twin = results[app.twin].figures
+            parts.append(f"vs {app.twin}: rps {ratio(figures, twin, 'rps64')}")
+            parts.append(f"CPU {ratio(figures, twin, 'cpu_us')}")
+        print("  ".join(parts))
+
+
+def ratio(figures: dict[str, float | str], reference: dict[str, float | str], key: str) -> str:
+    value, base = float(figures.get(key, "nan")), float(reference.get(key, "nan"))
+    if not base or base != base or value != value:
+        return "n/a"
+    return f"{value / base:.2f}x"
+
+
+if __name__ == "__main__":
+    main()
