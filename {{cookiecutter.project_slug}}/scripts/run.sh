@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
 .venv/bin/alembic upgrade head
-exec .venv/bin/uvicorn app.main:app --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" "$@"
+# On SIGTERM or Ctrl-C, requests in flight get 10 s to finish before they are cancelled.
+exec .venv/bin/uvicorn app.main:app --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" \
+    --timeout-graceful-shutdown 10 "$@"

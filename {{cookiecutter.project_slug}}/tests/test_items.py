@@ -1,3 +1,4 @@
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -102,6 +103,7 @@ async def test_a_missing_item_is_404(client: AsyncClient, method: str) -> None:
         ({"title": 42}, "title"),
         ({"title": "nul \x00 inside"}, "title"),
         ({"title": "ok", "description": "nul \x00 inside"}, "description"),
+        ({"title": "ok", "description": "x" * 10_001}, "description"),
         ({"title": "ok", "colour": "red"}, "colour"),
     ],
 )
@@ -131,6 +133,39 @@ async def test_create_rejects_a_body_that_is_not_json(client: AsyncClient) -> No
         ITEMS, content=b"{not json", headers={"content-type": "application/json"}
     )
     assert response.status_code == 422
+
+
+async def test_a_body_that_is_not_utf8_is_a_documented_400(client: AsyncClient) -> None:
+    response = await client.post(
+        ITEMS, content=b'{"title": "\xff"}', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert "detail" in response.json()
+
+
+async def test_a_422_does_not_echo_a_long_input_back(client: AsyncClient) -> None:
+    response = await client.post(ITEMS, json={"title": "x" * 100_000})
+    assert response.status_code == 422
+    assert len(response.content) < 1000
+
+
+async def test_a_body_over_the_limit_is_413_whether_or_not_its_length_is_declared(
+    client: AsyncClient,
+) -> None:
+    body = b'{"title": "' + b"x" * 300_000 + b'"}'
+    declared = await client.post(ITEMS, content=body, headers={"content-type": "application/json"})
+    assert declared.status_code == 413
+
+    async def chunks() -> AsyncIterator[bytes]:  # sent without a Content-Length
+        for start in range(0, len(body), 65_536):
+            yield body[start : start + 65_536]
+
+    streamed = await client.post(
+        ITEMS, content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert streamed.status_code == 413
+    assert streamed.json() == {"detail": "Request body larger than 262144 bytes"}
+    assert (await client.get(ITEMS)).json() == []
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Error responses: their documented shape, and a database outage answered with a fast 503."""
+"""Error responses: their documented shape; outages and overload answered with a fast 503."""
 
 import json
 import logging
@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from app.core.concurrency import JobFailedError, OverloadedError
 from app.db.errors import DatabaseUnavailableError, is_outage
 from app.schemas.errors import ErrorMessage
 
@@ -19,12 +20,25 @@ logger = logging.getLogger(__name__)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     status.HTTP_404_NOT_FOUND: {"model": ErrorMessage, "description": "Not found"},
 }
-DATABASE_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     status.HTTP_503_SERVICE_UNAVAILABLE: {
         "model": ErrorMessage,
-        "description": "The database is down or did not answer in time; retry later",
+        "description": "The database is down, or the service is overloaded; retry later "
+        "(see `Retry-After`)",
     },
 }
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    status.HTTP_400_BAD_REQUEST: {
+        "model": ErrorMessage,
+        "description": "The body could not be read as JSON text (e.g. it is not UTF-8)",
+    },
+    status.HTTP_413_CONTENT_TOO_LARGE: {
+        "model": ErrorMessage,
+        "description": "The body is larger than the configured limit",
+    },
+}
+# The longest input a 422 answer echoes back; longer input is left out of the answer.
+ECHO_LIMIT = 100
 
 
 class _AsciiJSONResponse(JSONResponse):
@@ -40,10 +54,22 @@ class _AsciiJSONResponse(JSONResponse):
         ).encode("ascii")
 
 
+def _short(error: dict[str, Any]) -> dict[str, Any]:
+    """The error with its input only when that is short (never a whole large body)."""
+    error = dict(error)
+    value = error.pop("input", None)
+    if isinstance(value, int | float | bool) or (
+        isinstance(value, str) and len(value) <= ECHO_LIMIT
+    ):
+        error["input"] = value
+    return error
+
+
 async def _request_validation_error(
     request: Request, error: RequestValidationError
 ) -> JSONResponse:
-    return _AsciiJSONResponse({"detail": jsonable_encoder(error.errors())}, status_code=422)
+    errors = [_short(each) for each in error.errors()]
+    return _AsciiJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
 async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
@@ -52,6 +78,23 @@ async def _database_unavailable(request: Request, error: Exception) -> JSONRespo
         {"detail": "Database unavailable, retry later"},
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": "5"},
+    )
+
+
+async def _overloaded(request: Request, error: Exception) -> JSONResponse:
+    logger.warning("overloaded, refused %s %s: %s", request.method, request.url.path, error)
+    return JSONResponse(
+        {"detail": "Service overloaded, retry shortly"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _job_failed(request: Request, error: Exception) -> JSONResponse:
+    logger.warning("CPU job failed for %s %s: %s", request.method, request.url.path, error)
+    return JSONResponse(
+        {"detail": f"The work was stopped: {error}"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
     )
 
 
@@ -64,5 +107,8 @@ async def _database_error(request: Request, error: Exception) -> JSONResponse:
 def add_error_handlers(app: FastAPI) -> None:
     app.exception_handler(RequestValidationError)(_request_validation_error)
     app.add_exception_handler(DatabaseUnavailableError, _database_unavailable)
-    app.add_exception_handler(PoolTimeoutError, _database_unavailable)
+    # Every pooled connection stayed busy for the whole pool timeout: busy, not down.
+    app.add_exception_handler(PoolTimeoutError, _overloaded)
+    app.add_exception_handler(OverloadedError, _overloaded)
+    app.add_exception_handler(JobFailedError, _job_failed)
     app.add_exception_handler(DBAPIError, _database_error)

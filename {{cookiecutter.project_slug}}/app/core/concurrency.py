@@ -1,4 +1,4 @@
-"""Run blocking and CPU-bound work without blocking the event loop.
+"""Run blocking and CPU-bound work without blocking the event loop, and admit only what fits.
 
 One thread runs every `async def` handler, dependency and middleware of the app: while one of
 them computes or waits on a blocking call, no other request makes progress. Pick by the work:
@@ -11,21 +11,42 @@ them computes or waits on a blocking call, no other request makes progress. Pick
   to another process: use module-level functions and picklable values.
 - Plain `def` handlers and dependencies need neither for blocking calls: FastAPI runs them in its
   thread pool.
+
+Work that does not fit is refused, not queued without bound: a full CPU queue, or a wait for a
+scarce resource longer than its timeout, raises `OverloadedError` (answered with 503 and
+`Retry-After`), so a busy service stays responsive instead of piling up waiters.
 """
 
 import asyncio
 import functools
 import multiprocessing
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ProcessPoolExecutor, wait
-from contextlib import asynccontextmanager
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import asynccontextmanager, contextmanager
 from typing import ParamSpec, TypeVar
 
 import anyio
 import anyio.to_thread
+import pebble
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+class OverloadedError(Exception):
+    """The service is too busy to take this request now; the client may retry shortly."""
+
+
+class JobFailedError(Exception):
+    """A CPU job was stopped: it ran past its time limit, or its worker process died."""
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, which containers and `taskset` set)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 async def run_in_thread(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -37,54 +58,135 @@ async def run_in_thread(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwar
     return await anyio.to_thread.run_sync(functools.partial(func, *args, **kwargs))
 
 
+@asynccontextmanager
+async def acquire_or_overload(
+    semaphore: anyio.Semaphore, max_wait: float, what: str
+) -> AsyncIterator[None]:
+    """Hold one of `semaphore`'s tokens; wait at most `max_wait` seconds for it, on the event loop.
+
+    Waiting here holds no worker thread. Raises `OverloadedError` naming `what` on time-out.
+    """
+    try:
+        with anyio.fail_after(max_wait):
+            await semaphore.acquire()
+    except TimeoutError:
+        raise OverloadedError(f"no {what} free within {max_wait:g} s") from None
+    try:
+        yield
+    finally:
+        semaphore.release()
+
+
 def _ready() -> None:
-    """Do nothing, in a worker: submitting it makes the pool start that worker."""
+    """Do nothing, in a worker: running it shows the worker has started."""
 
 
 class ProcessPool:
-    """A pool of worker processes for pure-Python CPU-bound work.
+    """A pool of worker processes for pure-Python CPU-bound work, with admission control.
 
-    Workers are started with `spawn`, never `fork`: a forked child would inherit the server's
-    listening and client sockets. They are started up front by `open_process_pool`, so the first
-    request pays no start-up cost. At most `workers` jobs run at once; further `run` calls wait
-    on the event loop, where a cancelled request simply stops waiting.
+    `workers` jobs run at once and `queue_size` more may wait; a job beyond that is refused
+    at once with `OverloadedError`. A job that runs longer than `time_limit` seconds (if set),
+    or whose caller is cancelled, is stopped: its worker is killed and replaced, as is a worker
+    that died. Later jobs are served by a fresh worker.
+
+    Workers are started with `spawn`, never `fork` (a forked child would inherit the server's
+    sockets), up front by `open_process_pool`, so the first request pays no start-up cost.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, *, queue_size: int = 0, time_limit: float | None = None):
         self.workers = workers
-        self._executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
-        )
-        self._slots = anyio.CapacityLimiter(workers)
+        self.time_limit = time_limit
+        self._admitted = threading.BoundedSemaphore(workers + queue_size)
+        self._replacing = threading.Lock()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> pebble.ProcessPool:
+        return pebble.ProcessPool(self.workers, context=multiprocessing.get_context("spawn"))
 
     async def run(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `func(*args, **kwargs)` in a worker process; for `async def` code."""
-        async with self._slots:
-            future = self._executor.submit(func, *args, **kwargs)
-            return await asyncio.wrap_future(future)
+        """Run `func(*args, **kwargs)` in a worker process; for `async def` code.
+
+        Cancelling the caller (e.g. a request cancelled at shutdown) stops the job.
+        """
+        if not self._pool.active:
+            await run_in_thread(self.replace_broken_pool)
+        future = self._submit(func, args, kwargs)
+        with self._stopped_jobs_fail():
+            try:
+                return await asyncio.wrap_future(future)
+            except asyncio.CancelledError:
+                future.cancel()  # a running job's worker is stopped
+                raise
 
     def call(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `func(*args, **kwargs)` in a worker process and wait; for `def` code only.
 
         It blocks the calling thread until the result is ready, so never call it on the event
-        loop. Concurrency is bounded by the thread pool that runs the `def` code.
+        loop. It raises `OverloadedError` at once, holding no thread, when the queue is full.
         """
-        return self._executor.submit(func, *args, **kwargs).result()
+        self.replace_broken_pool()
+        with self._stopped_jobs_fail():
+            return self._submit(func, args, kwargs).result()
+
+    def _submit(
+        self, func: Callable[..., T], args: tuple[object, ...], kwargs: dict[str, object]
+    ) -> Future[T]:
+        if not self._admitted.acquire(blocking=False):
+            raise OverloadedError("the CPU work queue is full")
+        try:
+            future = self._pool.schedule(func, args, kwargs, timeout=self.time_limit)
+        except BaseException:
+            self._admitted.release()
+            raise
+        future.add_done_callback(lambda _: self._admitted.release())
+        return future
+
+    @contextmanager
+    def _stopped_jobs_fail(self) -> Iterator[None]:
+        """Raise `JobFailedError` for a job the pool stopped; the job's own errors pass."""
+        try:
+            yield
+        except (pebble.ProcessExpired, BrokenProcessPool) as error:
+            raise JobFailedError(f"the worker process running the job died ({error})") from None
+        except TimeoutError as error:
+            if error.args[:1] != ("Task timeout",):  # the job's own error, not the time limit
+                raise
+            raise JobFailedError(
+                f"the job ran longer than {self.time_limit:g} s and was stopped"
+            ) from None
+
+    def replace_broken_pool(self) -> None:
+        """Replace the pool if it broke (blocking: it starts new workers).
+
+        A worker that dies while it runs a job is replaced by the pool itself; one that dies
+        while idle leaves it broken (pebble gives up on the whole pool).
+        """
+        with self._replacing:
+            if self._pool.active:
+                return
+            broken, self._pool = self._pool, self._new_pool()
+            self.start_workers()
+        broken.stop()  # type: ignore[no-untyped-call]
+        broken.join()
 
     def start_workers(self) -> None:
         """Start every worker now (blocking: spawning processes takes a while)."""
-        wait([self._executor.submit(_ready) for _ in range(self.workers)])
+        for future in [self._pool.schedule(_ready) for _ in range(self.workers)]:
+            future.result()
 
     def shutdown(self) -> None:
-        """Cancel pending jobs, wait for running ones, stop the workers (blocking)."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Stop the workers, and with them any job still running (blocking)."""
+        self._pool.stop()  # type: ignore[no-untyped-call]
+        self._pool.join()
 
 
 @asynccontextmanager
-async def open_process_pool(workers: int) -> AsyncIterator[ProcessPool]:
+async def open_process_pool(
+    workers: int, *, queue_size: int = 0, time_limit: float | None = None
+) -> AsyncIterator[ProcessPool]:
     """Start a `ProcessPool` with all its workers, and shut it down on exit (for the lifespan)."""
     # Creating the pool and spawning its workers block: keep both off the event loop.
-    pool = await run_in_thread(ProcessPool, workers)
+    pool = await run_in_thread(ProcessPool, workers, queue_size=queue_size, time_limit=time_limit)
     try:
         await run_in_thread(pool.start_workers)
         yield pool

@@ -1,18 +1,18 @@
 """Settings: every knob of the service in one place, read from the environment or `.env`."""
 
-import os
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.concurrency import usable_cpus
 from app.db.url import to_driver_url
 
 DatabaseUrl = Annotated[str, AfterValidator(to_driver_url)]
 
 
-def _cpu_count() -> int:
-    return os.cpu_count() or 1
+def _default_process_pool_workers() -> int:
+    return max(1, usable_cpus() - 1)
 
 
 class Settings(BaseSettings):
@@ -23,13 +23,37 @@ class Settings(BaseSettings):
     # Plain URLs (postgresql://, postgres://, sqlite:///) are mapped to this project's drivers.
     # The default is an embedded SQLite file, so a fresh clone runs with no database server.
     database_url: DatabaseUrl = "sqlite:///./app.db"
-    db_pool_size: int = Field(default=5, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
-    # Seconds. Bounded waits are what turn a database outage into a fast 503 instead of a hang.
+
+    # Capacity: one set of knobs, from which every limit is derived (see the README).
+    # Connections each server process holds open: at most this many requests use the database
+    # at once, and the others wait for a free connection, holding no thread.
+    db_pool_size: int = Field(default=10, ge=1)
+    # Seconds a request waits for a free connection before it is refused as overloaded (503).
     db_pool_timeout: float = Field(default=5.0, gt=0)
+    # Threads for blocking work: `def` handlers and dependencies, and run_in_thread(). A request
+    # holding a connection needs one to finish, so there must be more threads than connections.
+    worker_threads: int = Field(default=40, ge=2)
+
+    # Seconds. Bounded waits are what turn a database outage into a fast 503 instead of a hang.
     db_connect_timeout: float = Field(default=3.0, gt=0)
     db_statement_timeout: float = Field(default=15.0, gt=0)
     db_ping_timeout: float = Field(default=2.0, gt=0)
 
-    # Worker processes for pure-Python CPU work (see app.core.concurrency).
-    process_pool_workers: int = Field(default_factory=_cpu_count, ge=1)
+    # Pure-Python CPU work (see app.core.concurrency): worker processes (by default one CPU
+    # fewer than the process may use, leaving the event loop a core), jobs that may wait for a
+    # worker before new ones are refused (503), and each job's time limit in seconds.
+    process_pool_workers: int = Field(default_factory=_default_process_pool_workers, ge=1)
+    cpu_queue_size: int = Field(default=8, ge=0)
+    cpu_job_timeout: float = Field(default=30.0, gt=0)
+
+    # Request bodies larger than this many bytes are refused with 413 before they are read.
+    max_request_body_bytes: int = Field(default=256 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _threads_outnumber_connections(self) -> Self:
+        if self.worker_threads <= self.db_pool_size:
+            raise ValueError(
+                f"WORKER_THREADS ({self.worker_threads}) must be larger than DB_POOL_SIZE "
+                f"({self.db_pool_size}): a request holding a connection needs a thread to finish"
+            )
+        return self

@@ -3,11 +3,17 @@
 Python's sqlite3 module begins transactions on its own terms and breaks SAVEPOINTs; handing
 transaction control to SQLAlchemy (the recipe in SQLAlchemy's SQLite docs) makes commit,
 rollback and nested transactions behave as they do on PostgreSQL.
+
+Several connections (and server processes) share one file: write-ahead logging lets readers
+and a writer work at once, and `BEGIN IMMEDIATE` takes the write lock up front, waiting for it
+up to the connection's `timeout`. A deferred `BEGIN` would fail at once with "database is
+locked" when a transaction that has read tries to write after another one committed. Sessions
+that only read (isolation level AUTOCOMMIT) begin no transaction.
 """
 
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 
 
 def configure_sqlite(engine: Engine) -> None:
@@ -16,8 +22,10 @@ def configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+    def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get("isolation_level") != "AUTOCOMMIT":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -6,6 +6,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from app.models.base import Base, UTCDateTime
 
 TITLE_MAX_LENGTH = 200
+# Checked by the API (the column is `text`): every stored text has a bound.
+DESCRIPTION_MAX_LENGTH = 10_000
 
 
 class Item(Base):

@@ -4,11 +4,11 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from app.models.item import TITLE_MAX_LENGTH
+from app.models.item import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
 from app.schemas.types import StorableText
 
 Title = Annotated[StorableText, Field(min_length=1, max_length=TITLE_MAX_LENGTH)]
-Description = StorableText | None
+Description = Annotated[StorableText, Field(max_length=DESCRIPTION_MAX_LENGTH)] | None
 
 
 class ItemCreate(BaseModel):

@@ -12,7 +12,7 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.core.config import Settings
-from app.db.session import create_engine
+from app.db.session import Database, create_engine
 from app.main import create_app
 from tests.migrations import migrate_from_scratch
 
@@ -48,13 +48,15 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 async def client(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[AsyncClient]:
     """A client of the app whose every session joins one transaction, rolled back afterwards.
 
-    The app's own session dependency still runs: its commits become SAVEPOINT releases.
+    The app's own session dependencies still run: their commits become SAVEPOINT releases, and
+    sessions that only read see the test's uncommitted data.
     """
     async with engine.connect() as connection:
         transaction = await connection.begin()
-        app.state.sessionmaker = async_sessionmaker(
+        sessionmaker = async_sessionmaker(
             bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
         )
+        app.state.database = Database(sessions=sessionmaker, read_sessions=sessionmaker)
         transport = ASGITransport(app=app)
         async with AsyncClient(transport=transport, base_url="http://test") as client:
             yield client

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import sessionmaker
 
 from app.core.config import Settings
-from app.db.session import create_engine
+from app.db.session import Database, create_engine
 from app.main import create_app
 from tests.migrations import migrate_from_scratch
 
@@ -59,11 +59,13 @@ def connection(engine: Engine) -> Iterator[Connection]:
 async def client(app: FastAPI, connection: Connection) -> AsyncIterator[AsyncClient]:
     """A client of the app whose every session joins one transaction, rolled back afterwards.
 
-    The app's own session dependency still runs: its commits become SAVEPOINT releases.
+    The app's own session dependencies still run: their commits become SAVEPOINT releases, and
+    sessions that only read see the test's uncommitted data.
     """
-    app.state.sessionmaker = sessionmaker(
+    factory = sessionmaker(
         bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
     )
+    app.state.database = Database(sessions=factory, read_sessions=factory)
     transport = ASGITransport(app=app)
     async with AsyncClient(transport=transport, base_url="http://test") as client:
         yield client

@@ -11,7 +11,7 @@ from app.models import Item
 
 def add_item_through_the_dependency(app: FastAPI, title: str, *, fail: bool) -> None:
     """Drive the session dependency as FastAPI does: in a worker thread, as it is sync."""
-    dependency = get_session(SimpleNamespace(app=app))  # type: ignore[arg-type]
+    dependency = get_session(SimpleNamespace(app=app), None)  # type: ignore[arg-type]
     session = next(dependency)
     session.add(Item(title=title))
     session.flush()

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.concurrency import ProcessPool
 from app.core.config import Settings
-from app.db.session import get_session
+from app.db.session import get_read_session, get_session
 from app.models import Item
 from app.repositories import items
 from app.schemas.types import MAX_INT32
@@ -27,15 +27,22 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ProcessPoolDep = Annotated[ProcessPool, Depends(get_process_pool)]
 # scope="function": commit before the response is sent, so a failed commit is an error response.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+# For handlers that only read: no transaction, so no BEGIN and COMMIT round trips.
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]
 
 ItemId = Annotated[int, Path(ge=1, le=MAX_INT32)]
+
+
+def item_not_found() -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail="Item not found")
 
 
 async def get_item_or_404(item_id: ItemId, session: SessionDep) -> Item:
     item = await items.get_item(session, item_id)
     if item is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="Item not found")
+        raise item_not_found()
     return item
 
 
+# The item of the path, in the request's (read-write) session, or 404.
 ItemDep = Annotated[Item, Depends(get_item_or_404)]

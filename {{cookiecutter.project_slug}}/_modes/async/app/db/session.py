@@ -1,8 +1,10 @@
 """The async engine, its session factory, and the per-request session dependency."""
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 
+from anyio import Semaphore
 from fastapi import Request
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import (
@@ -12,6 +14,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.core.concurrency import acquire_or_overload, run_in_thread
 from app.core.config import Settings
 from app.db.errors import DatabaseUnavailableError
 from app.db.sqlite import configure_sqlite
@@ -19,17 +22,25 @@ from app.db.sqlite import configure_sqlite
 
 def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.database_url)
+    # A fixed pool: connections are opened once and reused, never churned under load.
+    pool = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": 0,
+        "pool_timeout": settings.db_pool_timeout,
+    }
     if url.get_backend_name() == "sqlite":
         # `timeout`: how long a write waits for SQLite's lock before failing.
-        engine = create_async_engine(url, connect_args={"timeout": settings.db_pool_timeout})
+        engine = create_async_engine(
+            url, **pool, connect_args={"timeout": settings.db_pool_timeout}
+        )
         configure_sqlite(engine.sync_engine)
         return engine
+    # No pre-ping (a round trip per request): a connection that died, e.g. across a database
+    # restart, fails its request with a 503, and SQLAlchemy then replaces every connection
+    # opened before it.
     return create_async_engine(
         url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,  # replaces connections that died, e.g. across a database restart
+        **pool,
         connect_args={
             "timeout": settings.db_connect_timeout,
             "server_settings": {
@@ -39,25 +50,64 @@ def create_engine(settings: Settings) -> AsyncEngine:
     )
 
 
+@dataclass(frozen=True)
+class Database:
+    """The app's sessions, opened by the lifespan.
+
+    `sessions` makes sessions for requests that change data: in a transaction, committed
+    at the end of the request. `read_sessions` makes them for requests that only read: no
+    transaction, so no BEGIN and COMMIT round trips; each query sees the latest committed data.
+    """
+
+    sessions: async_sessionmaker[AsyncSession]
+    read_sessions: async_sessionmaker[AsyncSession]
+
+
 @asynccontextmanager
-async def open_database(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
     """Create the engine for the app's lifespan and dispose of it (closing connections) after."""
-    engine = create_engine(settings)
+    # Creating an engine imports its driver and reads files: keep it off the event loop.
+    engine = await run_in_thread(create_engine, settings)
     try:
         # expire_on_commit=False: objects stay readable after commit, with no lazy reload
         # (which async code cannot do implicitly).
-        yield async_sessionmaker(engine, expire_on_commit=False)
+        yield Database(
+            sessions=async_sessionmaker(engine, expire_on_commit=False),
+            read_sessions=async_sessionmaker(
+                engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+            ),
+        )
     finally:
         await engine.dispose()
 
 
 async def get_session(request: Request) -> AsyncGenerator[AsyncSession, None]:
     """One session per request: committed if the handler succeeds, rolled back if it raises."""
-    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
-    async with sessionmaker.begin() as session:
-        try:
-            # Connect now: a server that is down or unreachable fails here, as a 503.
-            await session.connection()
-        except (OSError, TimeoutError) as error:
-            raise DatabaseUnavailableError(str(error)) from error
+    database: Database = request.app.state.database
+    async with _connection_slot(request), database.sessions.begin() as session:
+        await _connect(session)
         yield session
+
+
+async def get_read_session(request: Request) -> AsyncGenerator[AsyncSession, None]:
+    """One session per request that only reads: its queries run outside any transaction."""
+    database: Database = request.app.state.database
+    async with _connection_slot(request), database.read_sessions() as session:
+        await _connect(session)
+        yield session
+
+
+def _connection_slot(request: Request) -> AbstractAsyncContextManager[None]:
+    """At most `DB_POOL_SIZE` requests hold a session at once; the others wait for one up to
+    `DB_POOL_TIMEOUT` seconds, then are refused as overloaded."""
+    settings: Settings = request.app.state.settings
+    slots: Semaphore = request.app.state.connection_slots
+    return acquire_or_overload(slots, settings.db_pool_timeout, "database connection")
+
+
+async def _connect(session: AsyncSession) -> None:
+    """Connect now: a server that is down or unreachable fails here, as a 503."""
+    try:
+        await session.connection()
+    except (OSError, TimeoutError) as error:
+        raise DatabaseUnavailableError(str(error)) from error

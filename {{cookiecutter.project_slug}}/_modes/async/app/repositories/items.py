@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.models import Item
 from app.schemas.item import ItemCreate, ItemUpdate
@@ -25,10 +26,14 @@ async def create_item(session: AsyncSession, data: ItemCreate) -> Item:
     return item
 
 
-async def update_item(session: AsyncSession, item: Item, changes: ItemUpdate) -> Item:
+async def update_item(session: AsyncSession, item: Item, changes: ItemUpdate) -> Item | None:
+    """Apply `changes`; None if the item was deleted meanwhile, by another request."""
     for field, value in changes.model_dump(exclude_unset=True).items():
         setattr(item, field, value)
-    await session.flush()
+    try:
+        await session.flush()
+    except StaleDataError:  # the UPDATE found no row
+        return None
     return item
 
 

@@ -2,13 +2,16 @@
 
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated
 
 import sqlalchemy
-from fastapi import Request
+from anyio import Semaphore
+from fastapi import Depends, Request
 from sqlalchemy import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core.concurrency import run_in_thread
+from app.core.concurrency import acquire_or_overload, run_in_thread
 from app.core.config import Settings
 from app.db.errors import DatabaseUnavailableError
 from app.db.sqlite import configure_sqlite
@@ -16,17 +19,25 @@ from app.db.sqlite import configure_sqlite
 
 def create_engine(settings: Settings) -> Engine:
     url = make_url(settings.database_url)
+    # A fixed pool: connections are opened once and reused, never churned under load.
+    pool = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": 0,
+        "pool_timeout": settings.db_pool_timeout,
+    }
     if url.get_backend_name() == "sqlite":
         # `timeout`: how long a write waits for SQLite's lock before failing.
-        engine = sqlalchemy.create_engine(url, connect_args={"timeout": settings.db_pool_timeout})
+        engine = sqlalchemy.create_engine(
+            url, **pool, connect_args={"timeout": settings.db_pool_timeout}
+        )
         configure_sqlite(engine)
         return engine
+    # No pre-ping (a round trip per request): a connection that died, e.g. across a database
+    # restart, fails its request with a 503, and SQLAlchemy then replaces every connection
+    # opened before it.
     return sqlalchemy.create_engine(
         url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
-        pool_timeout=settings.db_pool_timeout,
-        pool_pre_ping=True,  # replaces connections that died, e.g. across a database restart
+        **pool,
         connect_args={
             "connect_timeout": max(1, round(settings.db_connect_timeout)),
             "options": f"-c statement_timeout={int(settings.db_statement_timeout * 1000)}",
@@ -34,25 +45,73 @@ def create_engine(settings: Settings) -> Engine:
     )
 
 
+@dataclass(frozen=True)
+class Database:
+    """The app's sessions, opened by the lifespan.
+
+    `sessions` makes sessions for requests that change data: in a transaction, committed
+    at the end of the request. `read_sessions` makes them for requests that only read: no
+    transaction, so no BEGIN and COMMIT round trips; each query sees the latest committed data.
+    """
+
+    sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]
+
+
 @asynccontextmanager
-async def open_database(settings: Settings) -> AsyncIterator[sessionmaker[Session]]:
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
     """Create the engine for the app's lifespan and dispose of it (closing connections) after."""
-    engine = create_engine(settings)
+    # Creating an engine imports its driver and reads files: keep it off the event loop.
+    engine = await run_in_thread(create_engine, settings)
     try:
         # expire_on_commit=False: objects stay readable after commit, with no reload query.
-        yield sessionmaker(engine, expire_on_commit=False)
+        yield Database(
+            sessions=sessionmaker(engine, expire_on_commit=False),
+            read_sessions=sessionmaker(
+                engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+            ),
+        )
     finally:
         # Closing connections is blocking I/O: keep it off the event loop.
         await run_in_thread(engine.dispose)
 
 
-def get_session(request: Request) -> Generator[Session, None, None]:
+async def reserve_connection(request: Request) -> AsyncIterator[None]:
+    """Wait for one of the pool's connections on the event loop, holding no worker thread.
+
+    At most `DB_POOL_SIZE` requests hold a session at once; the others wait up to
+    `DB_POOL_TIMEOUT` seconds, then are refused as overloaded. Waiting in a worker thread
+    instead would deadlock under load: every thread waiting for a connection, while the
+    requests that hold one wait for a thread to finish on (FastAPI issue #3205).
+    """
+    settings: Settings = request.app.state.settings
+    slots: Semaphore = request.app.state.connection_slots
+    async with acquire_or_overload(slots, settings.db_pool_timeout, "database connection"):
+        yield
+
+
+ConnectionSlot = Annotated[None, Depends(reserve_connection, scope="function")]
+
+
+def get_session(request: Request, _: ConnectionSlot) -> Generator[Session, None, None]:
     """One session per request: committed if the handler succeeds, rolled back if it raises."""
-    factory: sessionmaker[Session] = request.app.state.sessionmaker
-    with factory.begin() as session:
-        try:
-            # Connect now: a server that is down or unreachable fails here, as a 503.
-            session.connection()
-        except (OSError, TimeoutError) as error:
-            raise DatabaseUnavailableError(str(error)) from error
+    database: Database = request.app.state.database
+    with database.sessions.begin() as session:
+        _connect(session)
         yield session
+
+
+def get_read_session(request: Request, _: ConnectionSlot) -> Generator[Session, None, None]:
+    """One session per request that only reads: its queries run outside any transaction."""
+    database: Database = request.app.state.database
+    with database.read_sessions() as session:
+        _connect(session)
+        yield session
+
+
+def _connect(session: Session) -> None:
+    """Connect now: a server that is down or unreachable fails here, as a 503."""
+    try:
+        session.connection()
+    except (OSError, TimeoutError) as error:
+        raise DatabaseUnavailableError(str(error)) from error

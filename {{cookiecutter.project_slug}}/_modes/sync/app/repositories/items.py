@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.exc import StaleDataError
 
 from app.models import Item
 from app.schemas.item import ItemCreate, ItemUpdate
@@ -24,10 +25,14 @@ def create_item(session: Session, data: ItemCreate) -> Item:
     return item
 
 
-def update_item(session: Session, item: Item, changes: ItemUpdate) -> Item:
+def update_item(session: Session, item: Item, changes: ItemUpdate) -> Item | None:
+    """Apply `changes`; None if the item was deleted meanwhile, by another request."""
     for field, value in changes.model_dump(exclude_unset=True).items():
         setattr(item, field, value)
-    session.flush()
+    try:
+        session.flush()
+    except StaleDataError:  # the UPDATE found no row
+        return None
     return item
 
 

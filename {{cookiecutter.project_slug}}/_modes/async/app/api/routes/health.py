@@ -3,8 +3,8 @@ import asyncio
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from app.api.deps import SessionDep, SettingsDep
-from app.api.errors import DATABASE_UNAVAILABLE
+from app.api.deps import ReadSessionDep, SettingsDep
+from app.api.errors import UNAVAILABLE
 from app.db.errors import DatabaseUnavailableError
 from app.schemas.health import HealthStatus
 
@@ -17,8 +17,8 @@ async def live() -> HealthStatus:
     return HealthStatus()
 
 
-@router.get("/ready", responses=DATABASE_UNAVAILABLE)
-async def ready(session: SessionDep, settings: SettingsDep) -> HealthStatus:
+@router.get("/ready", responses=UNAVAILABLE)
+async def ready(session: ReadSessionDep, settings: SettingsDep) -> HealthStatus:
     """The database answers, within `DB_PING_TIMEOUT` seconds."""
     try:
         async with asyncio.timeout(settings.db_ping_timeout):

@@ -3,16 +3,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from app.api.deps import ItemDep, SessionDep
-from app.api.errors import DATABASE_UNAVAILABLE, NOT_FOUND
+from app.api.deps import ItemDep, ItemId, ReadSessionDep, SessionDep, item_not_found
+from app.api.errors import BODY_ERRORS, NOT_FOUND, UNAVAILABLE
 from app.repositories import items
 from app.schemas.item import ItemCreate, ItemRead, ItemUpdate
 from app.schemas.types import MAX_INT32
 
-router = APIRouter(prefix="/items", tags=["items"], responses=DATABASE_UNAVAILABLE)
+router = APIRouter(prefix="/items", tags=["items"], responses=UNAVAILABLE)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=BODY_ERRORS)
 async def create_item(data: ItemCreate, session: SessionDep) -> ItemRead:
     item = await items.create_item(session, data)
     return ItemRead.model_validate(item)
@@ -20,7 +20,7 @@ async def create_item(data: ItemCreate, session: SessionDep) -> ItemRead:
 
 @router.get("")
 async def list_items(
-    session: SessionDep,
+    session: ReadSessionDep,
     offset: Annotated[int, Query(ge=0, le=MAX_INT32)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
 ) -> Sequence[ItemRead]:
@@ -29,14 +29,19 @@ async def list_items(
 
 
 @router.get("/{item_id}", responses=NOT_FOUND)
-async def read_item(item: ItemDep) -> ItemRead:
+async def read_item(item_id: ItemId, session: ReadSessionDep) -> ItemRead:
+    item = await items.get_item(session, item_id)
+    if item is None:
+        raise item_not_found()
     return ItemRead.model_validate(item)
 
 
-@router.patch("/{item_id}", responses=NOT_FOUND)
+@router.patch("/{item_id}", responses=NOT_FOUND | BODY_ERRORS)
 async def update_item(item: ItemDep, changes: ItemUpdate, session: SessionDep) -> ItemRead:
-    item = await items.update_item(session, item, changes)
-    return ItemRead.model_validate(item)
+    updated = await items.update_item(session, item, changes)
+    if updated is None:
+        raise item_not_found()
+    return ItemRead.model_validate(updated)
 
 
 @router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)

@@ -1,21 +1,24 @@
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from app.api.deps import SessionDep
-from app.api.errors import DATABASE_UNAVAILABLE
+from app.api.deps import ReadSessionDep
+from app.api.errors import UNAVAILABLE
 from app.schemas.health import HealthStatus
 
 router = APIRouter(prefix="/health", tags=["health"])
 
 
 @router.get("")
-def live() -> HealthStatus:
-    """The process is up and serving; touches no database."""
+async def live() -> HealthStatus:
+    """The process is up and serving; touches no database.
+
+    `async def`, so that it never waits for a worker thread, even when all are busy.
+    """
     return HealthStatus()
 
 
-@router.get("/ready", responses=DATABASE_UNAVAILABLE)
-def ready(session: SessionDep) -> HealthStatus:
+@router.get("/ready", responses=UNAVAILABLE)
+def ready(session: ReadSessionDep) -> HealthStatus:
     """The database answers (bounded by the connect, pool and statement timeouts)."""
     session.execute(text("SELECT 1"))
     return HealthStatus()
