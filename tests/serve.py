@@ -3,10 +3,12 @@
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -17,27 +19,37 @@ from tests.postgres import free_port
 def serving(command: list[str], project: Path, env: dict[str, str]) -> Iterator[httpx.Client]:
     """Start a server command that listens on $PORT; yield a client once it answers; stop it."""
     port = free_port()
-    server = subprocess.Popen(
-        command,
-        cwd=project,
-        env={**env, "PORT": str(port)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # to stop the whole process group (scripts run uvicorn)
-    )
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            deadline = time.monotonic() + 180
-            while not answers(client):
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"no server on port {port}:\n{server.communicate()[0]}")
-                time.sleep(0.3)
-            yield client
-    finally:
-        os.killpg(server.pid, signal.SIGINT)
-        output, _ = server.communicate(timeout=30)
-    assert "Application shutdown complete" in output, output
+    # Output goes to a file: a pipe nobody reads would fill up and stall the server's logging.
+    with tempfile.TemporaryFile(mode="w+") as log:
+        server = subprocess.Popen(
+            command,
+            cwd=project,
+            env={**env, "PORT": str(port)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # to stop the whole process group (scripts run uvicorn)
+        )
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+                deadline = time.monotonic() + 180
+                while not answers(client):
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        server.kill()
+                        server.wait()
+                        raise AssertionError(f"no server on port {port}:\n{read(log)}")
+                    time.sleep(0.3)
+                yield client
+        finally:
+            os.killpg(server.pid, signal.SIGINT)
+            server.wait(timeout=30)
+        output = read(log)
+    assert "Application shutdown complete" in output, output[-5000:]
+
+
+def read(log: IO[str]) -> str:
+    log.seek(0)
+    return log.read()
 
 
 def answers(client: httpx.Client) -> bool:
