@@ -1,0 +1,187 @@
+"""Each bake survives faults under load: a database restart, racing writes, and shutdown."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import clean_env, create_database, mode_of, run
+from tests.postgres import PostgresServer, find_bindir, free_port, throwaway_postgres
+from tests.serve import serving
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """A server of this module's own, which its tests stop and start."""
+    bindir = find_bindir()
+    if bindir is None:
+        message = "no PostgreSQL binaries found: this module starts and stops its own server"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with throwaway_postgres(bindir) as server:
+        yield server
+
+
+def migrated_copy(baked: Path, tmp_path: Path, database_url: str) -> tuple[Path, dict[str, str]]:
+    project = tmp_path / baked.name
+    shutil.copytree(baked, project)
+    env = clean_env(DATABASE_URL=database_url)
+    migrated = run(sys.executable, "-m", "alembic", "upgrade", "head", cwd=project, env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    return project, env
+
+
+def uvicorn(*options: str) -> list[str]:
+    return [
+        "sh",
+        "-c",
+        f"exec {sys.executable} -m uvicorn app.main:app --port $PORT {' '.join(options)}",
+    ]
+
+
+class Load:
+    """Client threads that GET `path` in a loop, recording (started, finished, status)."""
+
+    def __init__(self, base_url: str, path: str, clients: int) -> None:
+        self.records: list[tuple[float, float, int]] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._loop, args=(base_url, path)) for _ in range(clients)
+        ]
+
+    def _loop(self, base_url: str, path: str) -> None:
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    status = client.get(path).status_code
+                except httpx.TransportError:
+                    status = 0
+                self.records.append((started, time.monotonic(), status))
+
+    def __enter__(self) -> "Load":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+def test_a_database_restart_under_load_gives_fast_503s_then_full_service(
+    baked: Path, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = create_database(postgres.url, f"restart_{mode_of(baked)}")
+    project, env = migrated_copy(baked, tmp_path, url)
+    with serving(uvicorn(), project, env) as client:
+        item = client.post("/api/v1/items", json={"title": "survives"}).json()
+        with Load(str(client.base_url), f"/api/v1/items/{item['id']}", clients=8) as load:
+            time.sleep(1.5)
+            down = time.monotonic()
+            postgres.stop()
+            time.sleep(2)
+            postgres.start()
+            up = time.monotonic()
+            time.sleep(3)
+    records = load.records
+    assert {status for *_, status in records} <= {200, 503}, "only successes and 503s"
+    before = [status for started, finished, status in records if finished < down]
+    assert before
+    assert set(before) == {200}
+    during = [(started, finished) for started, finished, status in records if status == 503]
+    assert during, "the outage was not noticed"
+    assert max(finished - started for started, finished in during) < 5, "a 503 was slow"
+    # Recovery without a restart of the app: everything after a short grace period succeeds.
+    after = [status for started, _, status in records if started > up + 1]
+    assert len(after) > 50
+    assert set(after) == {200}, f"{after.count(503)} of {len(after)} failed after recovery"
+
+
+def test_a_patch_racing_a_delete_is_404_never_500(
+    baked: Path, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    url = create_database(postgres.url, f"race_{mode_of(baked)}")
+    project, env = migrated_copy(baked, tmp_path, url)
+    statuses: list[int] = []
+    with serving(uvicorn(), project, env) as client:
+        base_url = str(client.base_url)
+
+        def send(method: str, path: str) -> None:
+            with httpx.Client(base_url=base_url, timeout=30) as racer:
+                statuses.append(racer.request(method, path, json={"title": "new"}).status_code)
+
+        for _ in range(40):
+            path = f"/api/v1/items/{client.post('/api/v1/items', json={'title': 'x'}).json()['id']}"
+            racers = [threading.Thread(target=send, args=(m, path)) for m in ("PATCH", "DELETE")]
+            for racer in racers:
+                racer.start()
+            for racer in racers:
+                racer.join()
+    assert set(statuses) <= {200, 204, 404}, statuses
+
+
+def test_shutdown_lets_requests_in_flight_finish_and_stops_every_worker(
+    baked: Path, tmp_path: Path
+) -> None:
+    project, env = migrated_copy(baked, tmp_path, f"sqlite:///{tmp_path / 'app.db'}")
+    port = free_port()
+    command = [
+        sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
+        "--timeout-graceful-shutdown", "10",
+    ]  # fmt: skip
+    server = subprocess.Popen(
+        command, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while not answers(base_url):
+            assert server.poll() is None, server.communicate()[0]
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        workers = children(server.pid)
+        assert workers, "no process-pool workers found"
+        with Load(base_url, "/api/v1/examples/primes?below=150000", clients=3) as load:
+            time.sleep(1.5)
+            stopping = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            output, _ = server.communicate(timeout=30)
+        stopped = time.monotonic() - stopping
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert stopped < 12, f"shutdown took {stopped:.1f} s"
+    assert "Application shutdown complete" in output, output
+    in_flight = [status for started, _, status in load.records if started < stopping - 0.05]
+    assert in_flight
+    assert set(in_flight) == {200}, in_flight
+    deadline = time.monotonic() + 5
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "a process-pool worker outlived the server"
+        time.sleep(0.1)
+
+
+def answers(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/health", timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started (its process-pool workers among them)."""
+    found = subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
+    ).stdout
+    return [int(line) for line in found.split()]
