@@ -295,7 +295,10 @@ def count_round_trips(port: int, url: str, requests: int = 200) -> float:
 def health_under_primes(
     port: int, *, clients: int, below: int, seconds: float, prefix: str = "primes"
 ) -> dict[str, float]:
-    """/health latency, probed every 10 ms on a fixed schedule, while `clients` loop on primes."""
+    """/health latency, probed every 10 ms on a fixed schedule, while `clients` loop on primes.
+
+    The clients retry at once after an answer, or after `Retry-After` seconds when told to.
+    """
     stop = threading.Event()
     statuses: list[int] = []
     open_connections: set[http.client.HTTPConnection] = set()
@@ -309,6 +312,8 @@ def health_under_primes(
                 response = connection.getresponse()
                 response.read()
                 statuses.append(response.status)
+                # A well-behaved client waits as told before it retries.
+                stop.wait(float(response.getheader("Retry-After") or 0))
             except OSError:
                 if not stop.is_set():
                     statuses.append(0)

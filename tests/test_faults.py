@@ -131,6 +131,44 @@ def test_a_patch_racing_a_delete_is_404_never_500(
     assert set(statuses) <= {200, 204, 404}, statuses
 
 
+def test_two_server_processes_share_one_sqlite_file_under_mixed_reads_and_writes(
+    baked: Path, tmp_path: Path
+) -> None:
+    project, env = migrated_copy(baked, tmp_path, f"sqlite:///{tmp_path / 'shared.db'}")
+    command = [
+        "sh",
+        "-c",
+        f"exec {sys.executable} -m uvicorn app.main:app --port $PORT --workers 2",
+    ]
+    statuses: list[int] = []
+    with serving(command, project, env) as client:
+        base_url = str(client.base_url)
+        stop = threading.Event()
+
+        def work() -> None:
+            with httpx.Client(base_url=base_url, timeout=30) as worker:
+                while not stop.is_set():
+                    created = worker.post("/api/v1/items", json={"title": "shared"})
+                    statuses.append(created.status_code)
+                    if created.status_code != 201:
+                        continue
+                    path = f"/api/v1/items/{created.json()['id']}"
+                    statuses.append(worker.get("/api/v1/items").status_code)
+                    statuses.append(worker.patch(path, json={"title": "changed"}).status_code)
+                    statuses.append(worker.get(path).status_code)
+                    statuses.append(worker.delete(path).status_code)
+
+        threads = [threading.Thread(target=work) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        time.sleep(4)
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert len(statuses) > 100
+    assert set(statuses) <= {200, 201, 204}, {s: statuses.count(s) for s in set(statuses)}
+
+
 def test_shutdown_lets_requests_in_flight_finish_and_stops_every_worker(
     baked: Path, tmp_path: Path
 ) -> None:
@@ -140,14 +178,13 @@ def test_shutdown_lets_requests_in_flight_finish_and_stops_every_worker(
         sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
         "--timeout-graceful-shutdown", "10",
     ]  # fmt: skip
-    server = subprocess.Popen(
-        command, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    log = (tmp_path / "server.log").open("w+")
+    server = subprocess.Popen(command, cwd=project, env=env, stdout=log, stderr=log, text=True)
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while not answers(base_url):
-            assert server.poll() is None, server.communicate()[0]
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.2)
         workers = children(server.pid)
@@ -156,11 +193,13 @@ def test_shutdown_lets_requests_in_flight_finish_and_stops_every_worker(
             time.sleep(1.5)
             stopping = time.monotonic()
             server.send_signal(signal.SIGTERM)
-            output, _ = server.communicate(timeout=30)
+            server.wait(timeout=30)
         stopped = time.monotonic() - stopping
     finally:
         if server.poll() is None:
             server.kill()
+        log.close()
+    output = (tmp_path / "server.log").read_text()
     assert stopped < 12, f"shutdown took {stopped:.1f} s"
     assert "Application shutdown complete" in output, output
     in_flight = [status for started, _, status in load.records if started < stopping - 0.05]
@@ -180,8 +219,13 @@ def answers(base_url: str) -> bool:
 
 
 def children(pid: int) -> list[int]:
-    """The processes `pid` started (its process-pool workers among them)."""
-    found = subprocess.run(
-        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False
-    ).stdout
-    return [int(line) for line in found.split()]
+    """The processes `pid` started (its process-pool workers among them), read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process just ended
+            continue
+        if int(fields[1]) == pid:  # the parent's pid
+            found.append(int(stat.parent.name))
+    return found

@@ -7,9 +7,10 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from starlette.requests import ClientDisconnect
 
 from app.core.concurrency import JobFailedError, OverloadedError
 from app.db.errors import DatabaseUnavailableError, is_outage
@@ -98,6 +99,11 @@ async def _job_failed(request: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def _client_disconnected(request: Request, error: Exception) -> Response:
+    # Nobody reads this answer; 499 ("client closed request") tells the access log why.
+    return Response(status_code=499)
+
+
 async def _database_error(request: Request, error: Exception) -> JSONResponse:
     if isinstance(error, DBAPIError) and is_outage(error):
         return await _database_unavailable(request, error)
@@ -111,4 +117,5 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeoutError, _overloaded)
     app.add_exception_handler(OverloadedError, _overloaded)
     app.add_exception_handler(JobFailedError, _job_failed)
+    app.add_exception_handler(ClientDisconnect, _client_disconnected)
     app.add_exception_handler(DBAPIError, _database_error)

@@ -67,10 +67,13 @@ async def acquire_or_overload(
     Waiting here holds no worker thread. Raises `OverloadedError` naming `what` on time-out.
     """
     try:
-        with anyio.fail_after(max_wait):
-            await semaphore.acquire()
-    except TimeoutError:
-        raise OverloadedError(f"no {what} free within {max_wait:g} s") from None
+        semaphore.acquire_nowait()
+    except anyio.WouldBlock:
+        try:
+            with anyio.fail_after(max_wait):
+                await semaphore.acquire()
+        except TimeoutError:
+            raise OverloadedError(f"no {what} free within {max_wait:g} s") from None
     try:
         yield
     finally:

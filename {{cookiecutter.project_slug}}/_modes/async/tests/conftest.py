@@ -5,14 +5,15 @@ The database is TEST_DATABASE_URL when set, else a throwaway SQLite file; never 
 
 import os
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from app.core.config import Settings
-from app.db.session import Database, create_engine
+from app.db.session import Database, create_engine, get_read_connection
 from app.main import create_app
 from tests.migrations import migrate_from_scratch
 
@@ -46,18 +47,30 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 async def client(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[AsyncClient]:
-    """A client of the app whose every session joins one transaction, rolled back afterwards.
+    """A client of the app whose database work joins one transaction, rolled back afterwards.
 
-    The app's own session dependencies still run: their commits become SAVEPOINT releases, and
-    sessions that only read see the test's uncommitted data.
+    The app's own session dependency still runs: its commits become SAVEPOINT releases. Reads
+    use the same connection, so they see the test's uncommitted data.
     """
     async with engine.connect() as connection:
         transaction = await connection.begin()
-        sessionmaker = async_sessionmaker(
-            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        database: Database = app.state.database
+        app.state.database = replace(
+            database,
+            sessions=async_sessionmaker(
+                bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+            ),
         )
-        app.state.database = Database(sessions=sessionmaker, read_sessions=sessionmaker)
+
+        async def read_connection() -> AsyncIterator[AsyncConnection]:
+            yield connection
+
+        app.dependency_overrides[get_read_connection] = read_connection
         transport = ASGITransport(app=app)
-        async with AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-        await transaction.rollback()
+        try:
+            async with AsyncClient(transport=transport, base_url="http://test") as client:
+                yield client
+        finally:
+            del app.dependency_overrides[get_read_connection]
+            app.state.database = database
+            await transaction.rollback()

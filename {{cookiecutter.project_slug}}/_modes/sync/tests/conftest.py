@@ -7,6 +7,7 @@ sync fixtures, which run outside the event loop.
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 
 import pytest
 from fastapi import FastAPI
@@ -15,7 +16,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import sessionmaker
 
 from app.core.config import Settings
-from app.db.session import Database, create_engine
+from app.db.session import Database, create_engine, get_read_connection
 from app.main import create_app
 from tests.migrations import migrate_from_scratch
 
@@ -57,15 +58,27 @@ def connection(engine: Engine) -> Iterator[Connection]:
 
 @pytest.fixture
 async def client(app: FastAPI, connection: Connection) -> AsyncIterator[AsyncClient]:
-    """A client of the app whose every session joins one transaction, rolled back afterwards.
+    """A client of the app whose database work joins one transaction, rolled back afterwards.
 
-    The app's own session dependencies still run: their commits become SAVEPOINT releases, and
-    sessions that only read see the test's uncommitted data.
+    The app's own session dependency still runs: its commits become SAVEPOINT releases. Reads
+    use the same connection, so they see the test's uncommitted data.
     """
-    factory = sessionmaker(
-        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    database: Database = app.state.database
+    app.state.database = replace(
+        database,
+        sessions=sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        ),
     )
-    app.state.database = Database(sessions=factory, read_sessions=factory)
+
+    def read_connection() -> Iterator[Connection]:
+        yield connection
+
+    app.dependency_overrides[get_read_connection] = read_connection
     transport = ASGITransport(app=app)
-    async with AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
+    try:
+        async with AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+    finally:
+        del app.dependency_overrides[get_read_connection]
+        app.state.database = database

@@ -8,6 +8,7 @@ from anyio import Semaphore
 from fastapi import Request
 from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -52,15 +53,16 @@ def create_engine(settings: Settings) -> AsyncEngine:
 
 @dataclass(frozen=True)
 class Database:
-    """The app's sessions, opened by the lifespan.
+    """The app's database, opened by the lifespan.
 
-    `sessions` makes sessions for requests that change data: in a transaction, committed
-    at the end of the request. `read_sessions` makes them for requests that only read: no
-    transaction, so no BEGIN and COMMIT round trips; each query sees the latest committed data.
+    `sessions` makes the sessions of requests that change data: one transaction per request,
+    committed at its end. `reader` serves requests that only read: its connections run each
+    query on its own, outside any transaction (no BEGIN and COMMIT round trips), and reads go
+    through SQLAlchemy Core, with no ORM bookkeeping.
     """
 
     sessions: async_sessionmaker[AsyncSession]
-    read_sessions: async_sessionmaker[AsyncSession]
+    reader: AsyncEngine
 
 
 @asynccontextmanager
@@ -73,9 +75,7 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
         # (which async code cannot do implicitly).
         yield Database(
             sessions=async_sessionmaker(engine, expire_on_commit=False),
-            read_sessions=async_sessionmaker(
-                engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-            ),
+            reader=engine.execution_options(isolation_level="AUTOCOMMIT"),
         )
     finally:
         await engine.dispose()
@@ -89,12 +89,18 @@ async def get_session(request: Request) -> AsyncGenerator[AsyncSession, None]:
         yield session
 
 
-async def get_read_session(request: Request) -> AsyncGenerator[AsyncSession, None]:
-    """One session per request that only reads: its queries run outside any transaction."""
+async def get_read_connection(request: Request) -> AsyncGenerator[AsyncConnection, None]:
+    """One connection per request that only reads: its queries run outside any transaction."""
     database: Database = request.app.state.database
-    async with _connection_slot(request), database.read_sessions() as session:
-        await _connect(session)
-        yield session
+    async with _connection_slot(request):
+        try:
+            connection = await database.reader.connect()
+        except (OSError, TimeoutError) as error:
+            raise DatabaseUnavailableError(str(error)) from error
+        try:
+            yield connection
+        finally:
+            await connection.close()
 
 
 def _connection_slot(request: Request) -> AbstractAsyncContextManager[None]:

@@ -1,18 +1,29 @@
-"""Queries for items. Functions take the request's session; the session dependency commits."""
+"""Queries for items.
 
-from collections.abc import Sequence
+Reads that answer a request take the request's read connection and return response models:
+SQLAlchemy Core, one query, no ORM bookkeeping. Changes take the request's session, whose
+dependency commits; they work on ORM objects.
+"""
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.models import Item
-from app.schemas.item import ItemCreate, ItemUpdate
+from app.schemas.item import ItemCreate, ItemRead, ItemUpdate
+
+# The columns of an item's answer, in the order of `ItemRead`.
+ITEM_COLUMNS = select(Item.id, Item.title, Item.description, Item.created_at)
 
 
-async def list_items(session: AsyncSession, *, offset: int, limit: int) -> Sequence[Item]:
-    result = await session.scalars(select(Item).order_by(Item.id).offset(offset).limit(limit))
-    return result.all()
+async def read_items(connection: AsyncConnection, *, offset: int, limit: int) -> list[ItemRead]:
+    query = ITEM_COLUMNS.order_by(Item.id).offset(offset).limit(limit)
+    return [ItemRead.model_validate(row) for row in await connection.execute(query)]
+
+
+async def read_item(connection: AsyncConnection, item_id: int) -> ItemRead | None:
+    row = (await connection.execute(ITEM_COLUMNS.where(Item.id == item_id))).one_or_none()
+    return None if row is None else ItemRead.model_validate(row)
 
 
 async def get_item(session: AsyncSession, item_id: int) -> Item | None:

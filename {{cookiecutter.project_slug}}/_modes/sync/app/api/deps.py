@@ -3,11 +3,12 @@
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, status
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from app.core.concurrency import ProcessPool
 from app.core.config import Settings
-from app.db.session import get_read_session, get_session
+from app.db.session import get_read_connection, get_session
 from app.models import Item
 from app.repositories import items
 from app.schemas.types import MAX_INT32
@@ -28,7 +29,7 @@ ProcessPoolDep = Annotated[ProcessPool, Depends(get_process_pool)]
 # scope="function": commit before the response is sent, so a failed commit is an error response.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 # For handlers that only read: no transaction, so no BEGIN and COMMIT round trips.
-ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
+ReadConnectionDep = Annotated[Connection, Depends(get_read_connection, scope="function")]
 
 ItemId = Annotated[int, Path(ge=1, le=MAX_INT32)]
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import sqlalchemy
 from anyio import Semaphore
 from fastapi import Depends, Request
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.concurrency import acquire_or_overload, run_in_thread
@@ -47,15 +47,16 @@ def create_engine(settings: Settings) -> Engine:
 
 @dataclass(frozen=True)
 class Database:
-    """The app's sessions, opened by the lifespan.
+    """The app's database, opened by the lifespan.
 
-    `sessions` makes sessions for requests that change data: in a transaction, committed
-    at the end of the request. `read_sessions` makes them for requests that only read: no
-    transaction, so no BEGIN and COMMIT round trips; each query sees the latest committed data.
+    `sessions` makes the sessions of requests that change data: one transaction per request,
+    committed at its end. `reader` serves requests that only read: its connections run each
+    query on its own, outside any transaction (no BEGIN and COMMIT round trips), and reads go
+    through SQLAlchemy Core, with no ORM bookkeeping.
     """
 
     sessions: sessionmaker[Session]
-    read_sessions: sessionmaker[Session]
+    reader: Engine
 
 
 @asynccontextmanager
@@ -67,9 +68,7 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
         # expire_on_commit=False: objects stay readable after commit, with no reload query.
         yield Database(
             sessions=sessionmaker(engine, expire_on_commit=False),
-            read_sessions=sessionmaker(
-                engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-            ),
+            reader=engine.execution_options(isolation_level="AUTOCOMMIT"),
         )
     finally:
         # Closing connections is blocking I/O: keep it off the event loop.
@@ -101,12 +100,15 @@ def get_session(request: Request, _: ConnectionSlot) -> Generator[Session, None,
         yield session
 
 
-def get_read_session(request: Request, _: ConnectionSlot) -> Generator[Session, None, None]:
-    """One session per request that only reads: its queries run outside any transaction."""
+def get_read_connection(request: Request, _: ConnectionSlot) -> Generator[Connection, None, None]:
+    """One connection per request that only reads: its queries run outside any transaction."""
     database: Database = request.app.state.database
-    with database.read_sessions() as session:
-        _connect(session)
-        yield session
+    try:
+        connection = database.reader.connect()
+    except (OSError, TimeoutError) as error:
+        raise DatabaseUnavailableError(str(error)) from error
+    with connection:
+        yield connection
 
 
 def _connect(session: Session) -> None:

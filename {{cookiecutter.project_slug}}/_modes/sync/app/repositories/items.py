@@ -1,17 +1,29 @@
-"""Queries for items. Functions take the request's session; the session dependency commits."""
+"""Queries for items.
 
-from collections.abc import Sequence
+Reads that answer a request take the request's read connection and return response models:
+SQLAlchemy Core, one query, no ORM bookkeeping. Changes take the request's session, whose
+dependency commits; they work on ORM objects.
+"""
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.models import Item
-from app.schemas.item import ItemCreate, ItemUpdate
+from app.schemas.item import ItemCreate, ItemRead, ItemUpdate
+
+# The columns of an item's answer, in the order of `ItemRead`.
+ITEM_COLUMNS = select(Item.id, Item.title, Item.description, Item.created_at)
 
 
-def list_items(session: Session, *, offset: int, limit: int) -> Sequence[Item]:
-    return session.scalars(select(Item).order_by(Item.id).offset(offset).limit(limit)).all()
+def read_items(connection: Connection, *, offset: int, limit: int) -> list[ItemRead]:
+    query = ITEM_COLUMNS.order_by(Item.id).offset(offset).limit(limit)
+    return [ItemRead.model_validate(row) for row in connection.execute(query)]
+
+
+def read_item(connection: Connection, item_id: int) -> ItemRead | None:
+    row = (connection.execute(ITEM_COLUMNS.where(Item.id == item_id))).one_or_none()
+    return None if row is None else ItemRead.model_validate(row)
 
 
 def get_item(session: Session, item_id: int) -> Item | None:

@@ -1,8 +1,9 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from app.api.deps import ProcessPoolDep
+from app.api.disconnect import unless_disconnected
 from app.api.errors import UNAVAILABLE
 from app.schemas.examples import PrimeCount
 from app.services.primes import count_primes_below
@@ -12,11 +13,12 @@ router = APIRouter(prefix="/examples", tags=["examples"])
 
 @router.get("/primes", responses=UNAVAILABLE)
 async def count_primes(
-    below: Annotated[int, Query(ge=2, le=10_000_000)], pool: ProcessPoolDep
+    below: Annotated[int, Query(ge=2, le=10_000_000)], pool: ProcessPoolDep, request: Request
 ) -> PrimeCount:
     """Count the primes below `below`: CPU-bound work, done in the process pool.
 
-    503 when the pool's queue is full, or the job runs past `CPU_JOB_TIMEOUT`.
+    503 when the pool's queue is full, or the job runs past `CPU_JOB_TIMEOUT`. The job stops
+    if the client hangs up before the answer.
     """
-    count = await pool.run(count_primes_below, below)
+    count = await unless_disconnected(request, pool.run(count_primes_below, below))
     return PrimeCount(below=below, count=count)

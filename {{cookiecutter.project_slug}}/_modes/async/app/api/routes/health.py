@@ -3,7 +3,7 @@ import asyncio
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from app.api.deps import ReadSessionDep, SettingsDep
+from app.api.deps import ReadConnectionDep, SettingsDep
 from app.api.errors import UNAVAILABLE
 from app.db.errors import DatabaseUnavailableError
 from app.schemas.health import HealthStatus
@@ -18,11 +18,11 @@ async def live() -> HealthStatus:
 
 
 @router.get("/ready", responses=UNAVAILABLE)
-async def ready(session: ReadSessionDep, settings: SettingsDep) -> HealthStatus:
+async def ready(connection: ReadConnectionDep, settings: SettingsDep) -> HealthStatus:
     """The database answers, within `DB_PING_TIMEOUT` seconds."""
     try:
         async with asyncio.timeout(settings.db_ping_timeout):
-            await session.execute(text("SELECT 1"))
+            await connection.execute(text("SELECT 1"))
     except TimeoutError:
         raise DatabaseUnavailableError("the database did not answer in time") from None
     return HealthStatus()

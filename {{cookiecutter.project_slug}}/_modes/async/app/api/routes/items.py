@@ -1,9 +1,8 @@
-from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from app.api.deps import ItemDep, ItemId, ReadSessionDep, SessionDep, item_not_found
+from app.api.deps import ItemDep, ItemId, ReadConnectionDep, SessionDep, item_not_found
 from app.api.errors import BODY_ERRORS, NOT_FOUND, UNAVAILABLE
 from app.repositories import items
 from app.schemas.item import ItemCreate, ItemRead, ItemUpdate
@@ -20,20 +19,19 @@ async def create_item(data: ItemCreate, session: SessionDep) -> ItemRead:
 
 @router.get("")
 async def list_items(
-    session: ReadSessionDep,
+    connection: ReadConnectionDep,
     offset: Annotated[int, Query(ge=0, le=MAX_INT32)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-) -> Sequence[ItemRead]:
-    found = await items.list_items(session, offset=offset, limit=limit)
-    return [ItemRead.model_validate(item) for item in found]
+) -> list[ItemRead]:
+    return await items.read_items(connection, offset=offset, limit=limit)
 
 
 @router.get("/{item_id}", responses=NOT_FOUND)
-async def read_item(item_id: ItemId, session: ReadSessionDep) -> ItemRead:
-    item = await items.get_item(session, item_id)
+async def read_item(item_id: ItemId, connection: ReadConnectionDep) -> ItemRead:
+    item = await items.read_item(connection, item_id)
     if item is None:
         raise item_not_found()
-    return ItemRead.model_validate(item)
+    return item
 
 
 @router.patch("/{item_id}", responses=NOT_FOUND | BODY_ERRORS)

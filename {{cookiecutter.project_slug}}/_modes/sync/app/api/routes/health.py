@@ -1,7 +1,7 @@
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from app.api.deps import ReadSessionDep
+from app.api.deps import ReadConnectionDep
 from app.api.errors import UNAVAILABLE
 from app.schemas.health import HealthStatus
 
@@ -18,7 +18,7 @@ async def live() -> HealthStatus:
 
 
 @router.get("/ready", responses=UNAVAILABLE)
-def ready(session: ReadSessionDep) -> HealthStatus:
+def ready(connection: ReadConnectionDep) -> HealthStatus:
     """The database answers (bounded by the connect, pool and statement timeouts)."""
-    session.execute(text("SELECT 1"))
+    connection.execute(text("SELECT 1"))
     return HealthStatus()

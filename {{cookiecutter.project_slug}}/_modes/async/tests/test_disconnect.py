@@ -1,0 +1,41 @@
+import asyncio
+import time
+
+import pytest
+from fastapi import FastAPI, Request
+from starlette.requests import ClientDisconnect
+from starlette.types import Message
+
+from app.api.disconnect import unless_disconnected
+from app.core.concurrency import ProcessPool
+from app.services.primes import count_primes_below
+
+
+def request_whose_client_leaves_after(seconds: float) -> Request:
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop()
+        await asyncio.sleep(seconds)
+        return {"type": "http.disconnect"}
+
+    return Request({"type": "http", "method": "GET", "headers": []}, receive)
+
+
+async def test_work_is_cancelled_when_the_client_leaves(app: FastAPI) -> None:
+    pool: ProcessPool = app.state.process_pool
+    started = time.perf_counter()
+    with pytest.raises(ClientDisconnect):
+        # Seconds of CPU work, abandoned after 0.2 s.
+        await unless_disconnected(
+            request_whose_client_leaves_after(0.2), pool.run(count_primes_below, 10_000_000)
+        )
+    assert time.perf_counter() - started < 2
+    # The stopped job's worker was replaced: the pool serves the next job.
+    assert await pool.run(count_primes_below, 100) == 25
+
+
+async def test_work_that_finishes_first_is_returned() -> None:
+    request = request_whose_client_leaves_after(5)
+    assert await unless_disconnected(request, asyncio.sleep(0, result="done")) == "done"
