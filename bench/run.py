@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -49,6 +50,7 @@ class App:
     cwd: Path
     env: dict[str, str] = field(default_factory=dict)
     twin: str | None = None  # the docs-style app this one is compared with
+    items_only: bool = False  # measure item reads only (the embedded SQLite default)
 
 
 @dataclass
@@ -74,7 +76,8 @@ def main() -> None:
         settings = ("max_connections=300", "shared_preload_libraries=pg_stat_statements")
         with throwaway_postgres(bindir, *settings) as server:
             url = prepare_database(server.url, bakes["async"])
-            apps = all_apps(bakes, url)
+            sqlite_url = prepare_sqlite(work / "bench.db", bakes["async"])
+            apps = all_apps(bakes, url, sqlite_url)
             if args.only:
                 apps = [app for app in apps if app.name in args.only.split(",")]
             results = {}
@@ -140,7 +143,25 @@ def connect(url: str) -> Iterator["psycopg2.extensions.cursor"]:
         connection.close()
 
 
-def all_apps(bakes: dict[str, Path], url: str) -> list[App]:
+def prepare_sqlite(path: Path, project: Path) -> str:
+    """An SQLite file with the bakes' schema and ITEMS items; return its URL."""
+    url = f"sqlite:///{path}"
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "upgrade", "head"],
+        cwd=project,
+        env={**os.environ, "DATABASE_URL": url},
+        check=True,
+        capture_output=True,
+    )
+    with sqlite3.connect(path) as connection:
+        connection.executemany(
+            "INSERT INTO items (title, description) VALUES (?, ?)",
+            ((f"item {n}", "some text " * 20) for n in range(1, ITEMS + 1)),
+        )
+    return url
+
+
+def all_apps(bakes: dict[str, Path], url: str, sqlite_url: str) -> list[App]:
     docs_env = {"DATABASE_URL": url}
     return [
         App("bare", "bare:app", APPS_DIR, docs_env),
@@ -149,7 +170,11 @@ def all_apps(bakes: dict[str, Path], url: str) -> list[App]:
         App("docs-sync", "docs_sync:app", APPS_DIR, docs_env),
         App("docs-sync-pool40", "docs_sync:app", APPS_DIR, {**docs_env, "DB_POOL_SIZE": "40"}),
         App("sync-bake", "app.main:app", bakes["sync"], {"DATABASE_URL": url}, "docs-sync-pool40"),
-    ]
+        App("async-bake-sqlite", "app.main:app", bakes["async"], {"DATABASE_URL": sqlite_url},
+            items_only=True),
+        App("sync-bake-sqlite", "app.main:app", bakes["sync"], {"DATABASE_URL": sqlite_url},
+            items_only=True),
+    ]  # fmt: skip
 
 
 def measure(app: App, url: str, duration: int) -> Result:
@@ -166,13 +191,17 @@ def measure(app: App, url: str, duration: int) -> Result:
         try:
             wait_until_up(port, server)
             wrk(port, 64, 3)  # warm up: connections, caches, prepared statements
-            reset_statements(url)
+            on_postgres = app.env["DATABASE_URL"] == url
+            if on_postgres:
+                reset_statements(url)
             cpu_before = cpu_seconds(server.pid)
             run = wrk(port, 64, duration)
             cpu = cpu_seconds(server.pid) - cpu_before
-            statements = count_statements(url)
             requests = max(run["requests"], 1)
-            result.figures["round_trips"] = count_round_trips(port, url)
+            if on_postgres:
+                statements = count_statements(url)
+                result.figures["round_trips"] = count_round_trips(port, url)
+                result.figures["statements"] = statements / requests
             result.figures.update(
                 rps64=run["requests"] / run["seconds"],
                 p50_64=run["p50"] / 1000,
@@ -180,7 +209,6 @@ def measure(app: App, url: str, duration: int) -> Result:
                 max64=run["max"] / 1000,
                 errors64=run["errors"],
                 cpu_us=cpu / requests * 1e6 if run["requests"] else float("nan"),
-                statements=statements / requests if run["requests"] else float("nan"),
             )
             run = wrk(port, 256, duration)
             result.figures.update(
@@ -189,6 +217,8 @@ def measure(app: App, url: str, duration: int) -> Result:
                 max256=run["max"] / 1000,
                 errors256=run["errors"],
             )
+            if app.items_only:
+                return result
             result.figures.update(health_under_primes(port, clients=4, below=300_000, seconds=6))
             flood = health_under_primes(
                 port, clients=50, below=1_000_000, seconds=6, prefix="flood"
@@ -328,7 +358,7 @@ def health_under_primes(
     latencies = probe_health(port, seconds)
     stop.set()
     for connection in list(open_connections):  # clients still waiting hang up
-        if connection.sock is not None:
+        with suppress(OSError):  # unless their connection closed meanwhile
             connection.sock.shutdown(socket.SHUT_RDWR)
     for thread in threads:
         thread.join(timeout=5)

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     # fewer than the process may use, leaving the event loop a core), jobs that may wait for a
     # worker before new ones are refused (503), and each job's time limit in seconds.
     process_pool_workers: int = Field(default_factory=_default_process_pool_workers, ge=1)
-    cpu_queue_size: int = Field(default=8, ge=0)
+    cpu_queue_size: int = Field(default=4, ge=0)
     cpu_job_timeout: float = Field(default=30.0, gt=0)
 
     # Request bodies larger than this many bytes are refused with 413 before they are read.
