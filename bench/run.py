@@ -358,8 +358,10 @@ def health_under_primes(
     latencies = probe_health(port, seconds)
     stop.set()
     for connection in list(open_connections):  # clients still waiting hang up
-        with suppress(OSError):  # unless their connection closed meanwhile
-            connection.sock.shutdown(socket.SHUT_RDWR)
+        sock = connection.sock
+        if sock is not None:
+            with suppress(OSError):  # unless their connection closed meanwhile
+                sock.shutdown(socket.SHUT_RDWR)
     for thread in threads:
         thread.join(timeout=5)
     ok = sum(status == 200 for status in statuses)
