@@ -1,4 +1,4 @@
-"""The async engine, its session factory, and the per-request session dependency."""
+"""The async engine, and each request's session (for changes) or connection (for reads)."""
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -104,8 +104,11 @@ async def get_read_connection(request: Request) -> AsyncGenerator[AsyncConnectio
 
 
 def _connection_slot(request: Request) -> AbstractAsyncContextManager[None]:
-    """At most `DB_POOL_SIZE` requests hold a session at once; the others wait for one up to
-    `DB_POOL_TIMEOUT` seconds, then are refused as overloaded."""
+    """One of the pool's connections, reserved for this request.
+
+    At most `DB_POOL_SIZE` requests use the database at once; the others wait up to
+    `DB_POOL_TIMEOUT` seconds, then are refused as overloaded.
+    """
     settings: Settings = request.app.state.settings
     slots: Semaphore = request.app.state.connection_slots
     return acquire_or_overload(slots, settings.db_pool_timeout, "database connection")

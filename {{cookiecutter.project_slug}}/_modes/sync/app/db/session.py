@@ -1,4 +1,4 @@
-"""The engine, its session factory, and the per-request session dependency."""
+"""The engine, and each request's session (for changes) or connection (for reads)."""
 
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
