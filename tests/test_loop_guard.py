@@ -142,7 +142,10 @@ def test_behavioural_test_catches_cpu_work_on_the_loop(baked: Path, tmp_path: Pa
     route = project / "app/api/routes/examples.py"
     source = route.read_text()
     inline = (
-        source.replace("await pool.run(count_primes_below, below)", "count_primes_below(below)")
+        source.replace(
+            "await unless_disconnected(request, pool.run(count_primes_below, below))",
+            "count_primes_below(below)",
+        )
         .replace("pool.call(count_primes_below, below)", "count_primes_below(below)")
         .replace("def count_primes(", "async def count_primes(")
         .replace("async async def", "async def")

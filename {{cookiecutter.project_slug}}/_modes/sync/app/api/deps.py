@@ -28,7 +28,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ProcessPoolDep = Annotated[ProcessPool, Depends(get_process_pool)]
 # scope="function": commit before the response is sent, so a failed commit is an error response.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
-# For handlers that only read: no transaction, so no BEGIN and COMMIT round trips.
+# For handlers that only read: SQLAlchemy Core on a pooled connection, no ORM bookkeeping.
 ReadConnectionDep = Annotated[Connection, Depends(get_read_connection, scope="function")]
 
 ItemId = Annotated[int, Path(ge=1, le=MAX_INT32)]

@@ -50,9 +50,11 @@ class Database:
     """The app's database, opened by the lifespan.
 
     `sessions` makes the sessions of requests that change data: one transaction per request,
-    committed at its end. `reader` serves requests that only read: its connections run each
-    query on its own, outside any transaction (no BEGIN and COMMIT round trips), and reads go
-    through SQLAlchemy Core, with no ORM bookkeeping.
+    committed at its end. `reader` serves requests that only read, through SQLAlchemy Core,
+    with no ORM bookkeeping. On SQLite its connections begin no transaction, so reads never
+    wait for a writer's lock. On PostgreSQL they keep psycopg2's usual transaction, which the
+    pool rolls back: switching psycopg2 to autocommit and back per request costs a round trip
+    of its own, and fails outside SQLAlchemy's error handling when the server has gone away.
     """
 
     sessions: sessionmaker[Session]
@@ -68,7 +70,11 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
         # expire_on_commit=False: objects stay readable after commit, with no reload query.
         yield Database(
             sessions=sessionmaker(engine, expire_on_commit=False),
-            reader=engine.execution_options(isolation_level="AUTOCOMMIT"),
+            reader=(
+                engine.execution_options(isolation_level="AUTOCOMMIT")
+                if engine.dialect.name == "sqlite"
+                else engine
+            ),
         )
     finally:
         # Closing connections is blocking I/O: keep it off the event loop.
@@ -101,7 +107,7 @@ def get_session(request: Request, _: ConnectionSlot) -> Generator[Session, None,
 
 
 def get_read_connection(request: Request, _: ConnectionSlot) -> Generator[Connection, None, None]:
-    """One connection per request that only reads: its queries run outside any transaction."""
+    """One connection per request that only reads; the pool rolls it back when it returns."""
     database: Database = request.app.state.database
     try:
         connection = database.reader.connect()
