@@ -11,7 +11,7 @@ import psycopg2
 import pytest
 from cookiecutter.main import cookiecutter
 
-from tests.postgres import find_bindir, throwaway_postgres
+from tests.postgres import require_bindir, throwaway_postgres
 
 TEMPLATE = Path(__file__).parents[1]
 # The CI matrix runs one combination a job: TEMPLATE_MODES=sync TEMPLATE_DATABASES=postgresql.
@@ -94,12 +94,7 @@ def postgres_admin_url() -> Iterator[str]:
     if url := os.environ.get("TEST_POSTGRES_URL"):
         yield url
         return
-    bindir = find_bindir()
-    if bindir is None:
-        message = "no PostgreSQL binaries found (set TEST_POSTGRES_URL to use a running server)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    bindir = require_bindir("set TEST_POSTGRES_URL to use a running server")
     with throwaway_postgres(bindir) as server:
         yield server.url
 

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 
 def find_bindir() -> Path | None:
     """Where `initdb` and `pg_ctl` are: PATH, `pg_config --bindir`, then the usual places."""
@@ -31,6 +33,17 @@ def find_bindir() -> Path | None:
         Path("/usr/pgsql/bin"),
     ]
     return next((path for path in candidates if (path / "initdb").exists()), None)
+
+
+def require_bindir(hint: str) -> Path:
+    """The PostgreSQL binaries; without them the test is skipped, or fails under CI."""
+    bindir = find_bindir()
+    if bindir is None:
+        message = f"no PostgreSQL binaries found ({hint})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return bindir
 
 
 def free_port() -> int:

@@ -1,6 +1,5 @@
 """Each bake survives faults under load: a database restart, racing writes, and shutdown."""
 
-import os
 import shutil
 import signal
 import subprocess
@@ -14,19 +13,14 @@ import httpx
 import pytest
 
 from tests.conftest import clean_env, create_database, mode_of, run
-from tests.postgres import PostgresServer, find_bindir, free_port, throwaway_postgres
+from tests.postgres import PostgresServer, free_port, require_bindir, throwaway_postgres
 from tests.serve import serving
 
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[PostgresServer]:
     """A server of this module's own, which its tests stop and start."""
-    bindir = find_bindir()
-    if bindir is None:
-        message = "no PostgreSQL binaries found: this module starts and stops its own server"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    bindir = require_bindir("this module starts and stops a server of its own")
     with throwaway_postgres(bindir) as server:
         yield server
 
