@@ -1,8 +1,10 @@
 """A bake served for real: a server process on a loopback port, and a client of it."""
 
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -12,7 +14,23 @@ from typing import IO
 
 import httpx
 
+from tests.conftest import run
 from tests.postgres import free_port
+
+
+def migrated_copy(baked: Path, tmp_path: Path, env: dict[str, str]) -> Path:
+    """A copy of the bake in `tmp_path`, migrated (`alembic upgrade head`) to `DATABASE_URL`."""
+    project = tmp_path / baked.name
+    shutil.copytree(baked, project)
+    migrated = run(sys.executable, "-m", "alembic", "upgrade", "head", cwd=project, env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    return project
+
+
+def uvicorn(*options: str) -> list[str]:
+    """The README's serving command, `uvicorn app.main:app`, on $PORT."""
+    command = f"exec {sys.executable} -m uvicorn app.main:app --port $PORT {' '.join(options)}"
+    return ["sh", "-c", command.rstrip()]
 
 
 @contextmanager

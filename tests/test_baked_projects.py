@@ -1,13 +1,12 @@
 """Each bake works: its own test suite passes on SQLite and PostgreSQL, and it serves over HTTP."""
 
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import DATABASES, MODES, bake, clean_env, create_database, mode_of, run
-from tests.serve import serving
+from tests.serve import migrated_copy, serving, uvicorn
 
 
 @pytest.fixture(scope="module", params=DATABASES, ids=[f"database:{d}" for d in DATABASES])
@@ -40,15 +39,11 @@ def test_migrates_and_serves_the_http_contract(
     baked: Path, database: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """`alembic upgrade head` then `uvicorn app.main:app`, as its README says, over real HTTP."""
-    project = tmp_path / baked.name
-    shutil.copytree(baked, project)
-    mode = mode_of(project)
-    env = clean_env(DATABASE_URL=database_url(database, project, f"serve_{mode}", request))
-    migrated = run(sys.executable, "-m", "alembic", "upgrade", "head", cwd=project, env=env)
-    assert migrated.returncode == 0, migrated.stderr
-
-    command = ["sh", "-c", f"exec {sys.executable} -m uvicorn app.main:app --port $PORT"]
-    with serving(command, project, env) as client:
+    mode = mode_of(baked)
+    url = database_url(database, tmp_path / baked.name, f"serve_{mode}", request)
+    env = clean_env(DATABASE_URL=url)
+    project = migrated_copy(baked, tmp_path, env)
+    with serving(uvicorn(), project, env) as client:
         assert client.get("/health").json() == {"status": "ok"}
         assert client.get("/health/ready").json() == {"status": "ok"}
         created = client.post("/api/v1/items", json={"title": "served", "description": "d"})

@@ -1,6 +1,5 @@
 """Each bake survives faults under load: a database restart, racing writes, and shutdown."""
 
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import clean_env, create_database, mode_of, run
+from tests.conftest import clean_env, create_database, mode_of
 from tests.postgres import PostgresServer, free_port, require_bindir, throwaway_postgres
-from tests.serve import serving
+from tests.serve import answers, migrated_copy, serving, uvicorn
 
 
 @pytest.fixture(scope="module")
@@ -23,23 +22,6 @@ def postgres() -> Iterator[PostgresServer]:
     bindir = require_bindir("this module starts and stops a server of its own")
     with throwaway_postgres(bindir) as server:
         yield server
-
-
-def migrated_copy(baked: Path, tmp_path: Path, database_url: str) -> tuple[Path, dict[str, str]]:
-    project = tmp_path / baked.name
-    shutil.copytree(baked, project)
-    env = clean_env(DATABASE_URL=database_url)
-    migrated = run(sys.executable, "-m", "alembic", "upgrade", "head", cwd=project, env=env)
-    assert migrated.returncode == 0, migrated.stderr
-    return project, env
-
-
-def uvicorn(*options: str) -> list[str]:
-    return [
-        "sh",
-        "-c",
-        f"exec {sys.executable} -m uvicorn app.main:app --port $PORT {' '.join(options)}",
-    ]
 
 
 class Load:
@@ -77,7 +59,8 @@ def test_a_database_restart_under_load_gives_fast_503s_then_full_service(
     baked: Path, postgres: PostgresServer, tmp_path: Path
 ) -> None:
     url = create_database(postgres.url, f"restart_{mode_of(baked)}")
-    project, env = migrated_copy(baked, tmp_path, url)
+    env = clean_env(DATABASE_URL=url)
+    project = migrated_copy(baked, tmp_path, env)
     with serving(uvicorn(), project, env) as client:
         item = client.post("/api/v1/items", json={"title": "survives"}).json()
         with Load(str(client.base_url), f"/api/v1/items/{item['id']}", clients=8) as load:
@@ -106,7 +89,8 @@ def test_a_patch_racing_a_delete_is_404_never_500(
     baked: Path, postgres: PostgresServer, tmp_path: Path
 ) -> None:
     url = create_database(postgres.url, f"race_{mode_of(baked)}")
-    project, env = migrated_copy(baked, tmp_path, url)
+    env = clean_env(DATABASE_URL=url)
+    project = migrated_copy(baked, tmp_path, env)
     statuses: list[int] = []
     with serving(uvicorn(), project, env) as client:
         base_url = str(client.base_url)
@@ -128,14 +112,10 @@ def test_a_patch_racing_a_delete_is_404_never_500(
 def test_two_server_processes_share_one_sqlite_file_under_mixed_reads_and_writes(
     baked: Path, tmp_path: Path
 ) -> None:
-    project, env = migrated_copy(baked, tmp_path, f"sqlite:///{tmp_path / 'shared.db'}")
-    command = [
-        "sh",
-        "-c",
-        f"exec {sys.executable} -m uvicorn app.main:app --port $PORT --workers 2",
-    ]
+    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'shared.db'}")
+    project = migrated_copy(baked, tmp_path, env)
     statuses: list[int] = []
-    with serving(command, project, env) as client:
+    with serving(uvicorn("--workers", "2"), project, env) as client:
         base_url = str(client.base_url)
         stop = threading.Event()
 
@@ -166,7 +146,8 @@ def test_two_server_processes_share_one_sqlite_file_under_mixed_reads_and_writes
 def test_shutdown_lets_requests_in_flight_finish_and_stops_every_worker(
     baked: Path, tmp_path: Path
 ) -> None:
-    project, env = migrated_copy(baked, tmp_path, f"sqlite:///{tmp_path / 'app.db'}")
+    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}")
+    project = migrated_copy(baked, tmp_path, env)
     port = free_port()
     command = [
         sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
@@ -177,10 +158,11 @@ def test_shutdown_lets_requests_in_flight_finish_and_stops_every_worker(
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while not answers(base_url):
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
+        with httpx.Client(base_url=base_url, timeout=2) as probe:
+            while not answers(probe):
+                assert server.poll() is None, (tmp_path / "server.log").read_text()
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.2)
         workers = children(server.pid)
         assert workers, "no process-pool workers found"
         with Load(base_url, "/api/v1/examples/primes?below=150000", clients=3) as load:
@@ -203,13 +185,6 @@ def test_shutdown_lets_requests_in_flight_finish_and_stops_every_worker(
     while any(Path(f"/proc/{pid}").exists() for pid in workers):
         assert time.monotonic() < deadline, "a process-pool worker outlived the server"
         time.sleep(0.1)
-
-
-def answers(base_url: str) -> bool:
-    try:
-        return httpx.get(f"{base_url}/health", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def children(pid: int) -> list[int]:

@@ -4,14 +4,13 @@ The one 5xx allowed is the documented 503 of work refused or stopped on purpose:
 asks for large prime counts, which a time limit of 1 s stops.
 """
 
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import clean_env, create_database, mode_of, run
-from tests.serve import serving
+from tests.serve import migrated_copy, serving, uvicorn
 
 CHECKS = [
     "not_a_server_error",
@@ -30,16 +29,12 @@ def test_fuzzing_the_schema_finds_no_error_and_no_undocumented_answer(
         CPU_JOB_TIMEOUT="1",
         CPU_QUEUE_SIZE="2",
     )
-    project = tmp_path / baked.name
-    shutil.copytree(baked, project)
-    migrated = run(sys.executable, "-m", "alembic", "upgrade", "head", cwd=project, env=env)
-    assert migrated.returncode == 0, migrated.stderr
-    command = ["sh", "-c", f"exec {sys.executable} -m uvicorn app.main:app --port $PORT"]
+    project = migrated_copy(baked, tmp_path, env)
     config = tmp_path / "schemathesis.toml"
     config.write_text(
         '[checks.not_a_server_error]\nexpected-statuses = ["2xx", "3xx", "4xx", 503]\n'
     )
-    with serving(command, project, env) as client:
+    with serving(uvicorn(), project, env) as client:
         fuzzed = run(
             sys.executable, "-m", "schemathesis.cli", "--config-file", config,
             "run", f"{client.base_url}/openapi.json",
