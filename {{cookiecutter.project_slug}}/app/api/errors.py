@@ -73,30 +73,26 @@ async def _request_validation_error(
     return _AsciiJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
+def _unavailable(detail: str, retry_after: int | None = None) -> JSONResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return JSONResponse(
+        {"detail": detail}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE, headers=headers
+    )
+
+
 async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
     logger.warning("database unavailable for %s %s: %s", request.method, request.url.path, error)
-    return JSONResponse(
-        {"detail": "Database unavailable, retry later"},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": "5"},
-    )
+    return _unavailable("Database unavailable, retry later", retry_after=5)
 
 
 async def _overloaded(request: Request, error: Exception) -> JSONResponse:
     logger.warning("overloaded, refused %s %s: %s", request.method, request.url.path, error)
-    return JSONResponse(
-        {"detail": "Service overloaded, retry shortly"},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": "1"},
-    )
+    return _unavailable("Service overloaded, retry shortly", retry_after=1)
 
 
 async def _job_failed(request: Request, error: Exception) -> JSONResponse:
     logger.warning("CPU job failed for %s %s: %s", request.method, request.url.path, error)
-    return JSONResponse(
-        {"detail": f"The work was stopped: {error}"},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-    )
+    return _unavailable(f"The work was stopped: {error}")
 
 
 async def _client_disconnected(request: Request, error: Exception) -> Response:

@@ -1,7 +1,7 @@
 """The async engine, and each request's session (for changes) or connection (for reads)."""
 
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 from anyio import Semaphore
@@ -85,7 +85,8 @@ async def get_session(request: Request) -> AsyncGenerator[AsyncSession, None]:
     """One session per request: committed if the handler succeeds, rolled back if it raises."""
     database: Database = request.app.state.database
     async with _connection_slot(request), database.sessions.begin() as session:
-        await _connect(session)
+        with _connect_or_unavailable():
+            await session.connection()
         yield session
 
 
@@ -93,10 +94,8 @@ async def get_read_connection(request: Request) -> AsyncGenerator[AsyncConnectio
     """One connection per request that only reads: its queries run outside any transaction."""
     database: Database = request.app.state.database
     async with _connection_slot(request):
-        try:
+        with _connect_or_unavailable():
             connection = await database.reader.connect()
-        except (OSError, TimeoutError) as error:
-            raise DatabaseUnavailableError(str(error)) from error
         try:
             yield connection
         finally:
@@ -114,9 +113,10 @@ def _connection_slot(request: Request) -> AbstractAsyncContextManager[None]:
     return acquire_or_overload(slots, settings.db_pool_timeout, "database connection")
 
 
-async def _connect(session: AsyncSession) -> None:
+@contextmanager
+def _connect_or_unavailable() -> Iterator[None]:
     """Connect now: a server that is down or unreachable fails here, as a 503."""
     try:
-        await session.connection()
+        yield
     except (OSError, TimeoutError) as error:
         raise DatabaseUnavailableError(str(error)) from error

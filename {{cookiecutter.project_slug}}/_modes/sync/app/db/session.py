@@ -1,7 +1,7 @@
 """The engine, and each request's session (for changes) or connection (for reads)."""
 
-from collections.abc import AsyncIterator, Generator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Generator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -102,24 +102,24 @@ def get_session(request: Request, _: ConnectionSlot) -> Generator[Session, None,
     """One session per request: committed if the handler succeeds, rolled back if it raises."""
     database: Database = request.app.state.database
     with database.sessions.begin() as session:
-        _connect(session)
+        with _connect_or_unavailable():
+            session.connection()
         yield session
 
 
 def get_read_connection(request: Request, _: ConnectionSlot) -> Generator[Connection, None, None]:
     """One connection per request that only reads; the pool rolls it back when it returns."""
     database: Database = request.app.state.database
-    try:
+    with _connect_or_unavailable():
         connection = database.reader.connect()
-    except (OSError, TimeoutError) as error:
-        raise DatabaseUnavailableError(str(error)) from error
     with connection:
         yield connection
 
 
-def _connect(session: Session) -> None:
+@contextmanager
+def _connect_or_unavailable() -> Iterator[None]:
     """Connect now: a server that is down or unreachable fails here, as a 503."""
     try:
-        session.connection()
+        yield
     except (OSError, TimeoutError) as error:
         raise DatabaseUnavailableError(str(error)) from error
