@@ -12,6 +12,7 @@ from app.api.errors import add_error_handlers
 from app.api.router import router
 from app.core.concurrency import open_process_pool
 from app.core.config import Settings
+from app.core.logging import logging_off_the_loop
 from app.db.session import open_database
 
 
@@ -25,6 +26,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     threads = anyio.to_thread.current_default_thread_limiter()
     threads_before, threads.total_tokens = threads.total_tokens, settings.worker_threads
     async with (
+        logging_off_the_loop(),
         open_database(settings) as database,
         open_process_pool(
             settings.process_pool_workers,
