@@ -1,26 +1,54 @@
 """Routes that block the event loop, and routes that keep it free, to prove the loop guard.
 
-Copied into a bake as app/api/routes/blocking.py by tests/test_loop_guard.py.
+Copied into a bake as app/api/routes/blocking.py (with templates/page.html beside it) by
+tests/test_loop_guard.py; `install(app)` adds a middleware, static files and a lifespan that
+blocks once at start-up and once at shut-down.
 """
 
 import asyncio
 import hashlib
 import inspect
+import logging
+import socket
 import sqlite3
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from time import sleep as bound_sleep  # bound at import: before the guard starts
+from typing import Any
 
+import httpx
 import sqlalchemy
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Depends,
+    FastAPI,
+    Request,
+    Response,
+    UploadFile,
+    WebSocket,
+)
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
 
 from app.api.deps import ProcessPoolDep, SessionDep
 from app.core.concurrency import run_in_thread
 from app.services.primes import count_primes_below
 
 router = APIRouter(prefix="/blocking", tags=["blocking"])
+correct = APIRouter(prefix="/correct", tags=["blocking"])
 STALL = 0.15  # seconds
+SHORT = 0.001  # far below the stall limit: only a call rule can see it
 CPU_BELOW = 100_000  # about 0.3 s of trial division
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+logger = logging.getLogger(__name__)
+_primes: list[int] = []  # built on first use
+_background: set[asyncio.Task[None]] = set()
 
 
 # --- blocking: each of these holds the event loop ---
@@ -118,8 +146,89 @@ async def slow_middleware(
     return await call_next(request)
 
 
+@router.get("/first-only")
+async def first_only() -> dict[str, int]:
+    # A cache built by the first request: it blocks once, after every deploy.
+    if not _primes:
+        _primes.append(count_primes_below(CPU_BELOW))
+    return {"count": _primes[0]}
+
+
+@router.get("/lazy-import")
+async def lazy_import() -> dict[str, str]:
+    import mailbox  # read from disk by the first request
+
+    return {"module": mailbox.__name__}
+
+
+@router.get("/bound-sleep")
+async def short_bound_sleep() -> dict[str, str]:
+    bound_sleep(SHORT)
+    return {"ok": "yes"}
+
+
+@router.get("/getaddrinfo")
+async def resolve() -> dict[str, int]:
+    # Fast against /etc/hosts in a test, seconds when DNS is slow in production.
+    return {"addresses": len(socket.getaddrinfo("localhost", 80))}
+
+
+async def _refresh_later() -> None:
+    await asyncio.sleep(0.05)  # after the response has gone
+    count_primes_below(CPU_BELOW)
+
+
+@router.post("/spawn")
+async def spawn() -> dict[str, str]:
+    task = asyncio.create_task(_refresh_later())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    return {"ok": "yes"}
+
+
+@router.get("/stream")
+async def stream() -> StreamingResponse:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"first "
+        time.sleep(SHORT)
+        yield b"second"
+
+    return StreamingResponse(chunks())
+
+
+@router.websocket("/ws")
+async def websocket(websocket: WebSocket) -> None:
+    await websocket.accept()
+    time.sleep(SHORT)
+    await websocket.send_text("hello")
+    await websocket.close()
+
+
+file_logger = logging.getLogger(f"{__name__}.file")
+
+
+@router.get("/log-to-file")
+async def log_to_file() -> dict[str, str]:
+    file_logger.warning("written by the event loop's thread")
+    return {"ok": "yes"}
+
+
 def install(app: FastAPI) -> None:
     app.middleware("http")(slow_middleware)
+    app.mount("/correct-static", StaticFiles(directory=HERE), name="static")
+    handler = logging.FileHandler(HERE / "blocking.log", delay=True)
+    file_logger.addHandler(handler)  # no queue in front: each record is written on the loop
+    served = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        bound_sleep(SHORT)  # start-up blocks
+        async with served(app) as state, httpx.AsyncClient(timeout=5) as http:
+            app.state.http = http
+            yield state
+        socket.gethostbyname("localhost")  # shut-down blocks
+
+    app.router.lifespan_context = lifespan
 
 
 # --- correct in async mode, blocking in sync mode: the session's calls are awaited or not ---
@@ -157,3 +266,51 @@ async def cpu_in_process_pool(pool: ProcessPoolDep) -> dict[str, int]:
 def sleep_in_def() -> dict[str, str]:
     time.sleep(STALL)  # a plain `def` handler runs in a worker thread
     return {"ok": "yes"}
+
+
+@correct.get("/file")
+async def file() -> FileResponse:
+    return FileResponse(HERE / "blocking.py")
+
+
+@correct.post("/upload")
+async def upload(file: UploadFile) -> dict[str, int]:
+    return {"size": len(await file.read())}
+
+
+@correct.get("/page", response_class=HTMLResponse)
+async def page(request: Request) -> Response:
+    return templates.TemplateResponse(request, "page.html", {"name": "guard"})
+
+
+@correct.get("/log")
+async def log() -> dict[str, str]:
+    logger.warning("queued on the loop, written by a thread")
+    return {"ok": "yes"}
+
+
+@correct.get("/remote")
+async def remote(request: Request, url: str) -> dict[str, int]:
+    http: httpx.AsyncClient = request.app.state.http
+    response = await http.get(url)
+    return {"status": response.status_code}
+
+
+def _write_report() -> None:
+    time.sleep(STALL)  # a `def` background task runs in a worker thread
+
+
+@correct.post("/background")
+async def background(tasks: BackgroundTasks) -> dict[str, str]:
+    tasks.add_task(_write_report)
+    return {"ok": "yes"}
+
+
+@correct.get("/stream")
+async def correct_stream() -> StreamingResponse:
+    async def chunks() -> AsyncIterator[bytes]:
+        for number in range(3):
+            await asyncio.sleep(0.01)
+            yield f"{number} ".encode()
+
+    return StreamingResponse(chunks())

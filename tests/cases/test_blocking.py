@@ -1,13 +1,22 @@
 """Naive tests: each checks only the status code. The loop guard must fail the blocking ones.
 
 Copied into a bake as tests/test_blocking.py by tests/test_loop_guard.py, which expects every
-`test_blocking*` test to fail with the guard's message and every `test_correct*` one to pass.
+`test_blocking*` test to fail once with the guard's message and every `test_correct*` one to
+pass. The order matters: the first test starts the app (its lifespan blocks at start-up), the
+last one stops it (its lifespan blocks at shut-down).
 """
 
+import asyncio
 import os
+from collections.abc import AsyncIterator
+from typing import Any
+from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
+
+from tests.loop_guard import allow_blocking
 
 BLOCKING = [
     "sleep",
@@ -20,8 +29,19 @@ BLOCKING = [
     "http-client",
     "dependency",
     "middleware",
+    "first-only",
+    "lazy-import",
+    "bound-sleep",
+    "getaddrinfo",
+    "stream",
+    "log-to-file",
 ]
 CORRECT = ["async-sleep", "sleep-in-thread", "cpu-in-process-pool", "sleep-in-def"]
+
+
+async def test_blocking_lifespan_startup(client: AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
 
 
 @pytest.mark.parametrize("route", BLOCKING)
@@ -30,9 +50,51 @@ async def test_blocking(client: AsyncClient, route: str) -> None:
     assert response.status_code == 200
 
 
+async def test_correct_once_the_cache_is_built(client: AsyncClient) -> None:
+    """The cache built by /blocking/first-only: a rerun would pass, so a rerun proves nothing."""
+    response = await client.get("/blocking/first-only")
+    assert response.status_code == 200
+
+
 async def test_blocking_psycopg2(client: AsyncClient) -> None:
     response = await client.get("/blocking/psycopg2", params={"dsn": os.environ["BLOCKING_DSN"]})
     assert response.status_code == 200
+
+
+async def test_blocking_spawned_task(client: AsyncClient) -> None:
+    response = await client.post("/blocking/spawn")
+    assert response.status_code == 200
+
+
+async def test_correct_right_after_a_spawned_task(client: AsyncClient) -> None:
+    """Innocent: the task spawned by the previous test is charged to that test."""
+    response = await client.get("/health")
+    assert response.status_code == 200
+
+
+async def test_blocking_websocket(app: FastAPI) -> None:
+    """One websocket session, in plain ASGI messages: httpx speaks no websocket."""
+    scope = {"type": "websocket", "path": "/blocking/ws", "headers": [], "query_string": b""}
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert [message["type"] for message in sent] == [
+        "websocket.accept",
+        "websocket.send",
+        "websocket.close",
+    ]
+
+
+async def test_blocking_after_an_excused_call(client: AsyncClient) -> None:
+    with allow_blocking(reason="this one call is excused"):
+        assert (await client.get("/blocking/sleep")).status_code == 200
+    assert (await client.get("/blocking/bound-sleep")).status_code == 200
 
 
 @pytest.mark.parametrize("route", CORRECT)
@@ -47,7 +109,83 @@ async def test_correct_when_opted_out(client: AsyncClient) -> None:
     assert response.status_code == 200
 
 
+async def test_correct_when_one_call_is_excused(client: AsyncClient) -> None:
+    with allow_blocking(reason="proves that one call can be excused"):
+        response = await client.get("/blocking/cpu")
+    assert response.status_code == 200
+
+
 async def test_session_in_async_def(client: AsyncClient) -> None:
     """Correct in async mode (the session's calls are awaited), blocking in sync mode."""
     response = await client.get("/blocking/session")
+    assert response.status_code == 200
+
+
+# --- the patterns of FastAPI's docs: none of them blocks the loop ---
+
+
+@pytest.mark.parametrize("path", ["/correct/file", "/correct-static/blocking.py"])
+async def test_correct_files(client: AsyncClient, path: str) -> None:
+    response = await client.get(path)
+    assert response.status_code == 200
+    assert b"def install" in response.content
+
+
+async def test_correct_upload(client: AsyncClient) -> None:
+    response = await client.post("/correct/upload", files={"file": ("a.txt", b"x" * 100_000)})
+    assert response.json() == {"size": 100_000}
+
+
+async def test_correct_test_does_its_own_file_io(client: AsyncClient, tmp_path: Path) -> None:
+    """The test's own I/O (a fixture file, tmp_path, an upload from disk) is not the app's."""
+    upload = tmp_path / "upload.bin"
+    upload.write_bytes(Path(__file__).read_bytes() * 20)
+    with upload.open("rb") as file:
+        response = await client.post("/correct/upload", files={"file": file})
+    assert response.json() == {"size": upload.stat().st_size}
+
+
+async def test_correct_template(client: AsyncClient) -> None:
+    response = await client.get("/correct/page")
+    assert "Hello, guard!" in response.text
+
+
+async def test_correct_logging(client: AsyncClient) -> None:
+    response = await client.get("/correct/log")
+    assert response.status_code == 200
+
+
+@pytest.fixture
+async def remote_service() -> AsyncIterator[str]:
+    """A tiny HTTP server on loopback: the service the app calls."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield f"http://127.0.0.1:{port}/"
+
+
+async def test_correct_http_client(client: AsyncClient, remote_service: str) -> None:
+    response = await client.get("/correct/remote", params={"url": remote_service})
+    assert response.json() == {"status": 204}
+
+
+async def test_correct_background_task(client: AsyncClient) -> None:
+    response = await client.post("/correct/background")
+    assert response.status_code == 200
+
+
+async def test_correct_streaming(client: AsyncClient) -> None:
+    response = await client.get("/correct/stream")
+    assert response.text == "0 1 2 "
+
+
+async def test_blocking_lifespan_shutdown(client: AsyncClient) -> None:
+    response = await client.get("/health")
     assert response.status_code == 200

@@ -1,56 +1,123 @@
-"""A pytest plugin that fails every test during which the event loop was blocked.
+"""A pytest plugin: a test fails if the app it drives blocked the event loop.
 
 One thread runs the event loop; while a callback on it blocks (a `time.sleep`, a sync database
-driver, a CPU-bound loop inside `async def`), every other request waits. Two detectors watch
-every test, with no fixture to request:
+driver, a CPU-bound loop inside `async def`), every other request waits. The guard judges what
+the *app* runs on the loop, and nothing else: requests (dependencies, middleware, streaming
+bodies, background tasks), websockets, tasks the app spawns, and the lifespan's start-up and
+shut-down. The test's own code is not judged: an `async def` test may read a fixture file.
 
-- Call level (blockbuster): a known blocking call made on the event loop's thread raises
-  `BlockingError` at once, with a stack pointing at the caller. Beyond blockbuster's own rules
-  (sleeps, file and socket I/O, sqlite3, locks), psycopg2 and any sync SQLAlchemy engine count
-  as blocking. Errors that the code under test catches and swallows are still reported.
-- Lag level: every callback the loop runs is timed. One that holds the loop longer than
-  `LOOP_STALL_LIMIT` seconds fails the test, whatever it did: this sees blocking inside C
-  extensions and pure CPU work, which no call-level rule can. A stall is confirmed only if it
-  happens again when the test is run again (up to `LOOP_STALL_ATTEMPTS` runs), so a machine
-  that is busy with something else does not fail the suite.
+What it catches, with no fixture to request:
 
-A test that must block the loop opts out with `@pytest.mark.allow_blocking(reason="...")`.
+- **Blocking calls**, however short: blockbuster's rules (sleeps, file and socket I/O, sqlite3,
+  waiting on locks, events, queues and futures) and this file's own (name resolution, waiting for
+  child processes, file metadata, sync database drivers and engines, importing a module from
+  the project's code). Names bound before the guard started (`from time import sleep`) are
+  rebound in the project's modules. A call the code under test catches is still reported.
+- **Stalls**: every loop callback is timed, and one that held the loop longer than the stall
+  limit fails the test the first time: this sees CPU work and blocking inside C extensions,
+  which no call rule can. Time the machine took the loop's thread off the CPU (which starves the
+  guard's watchdog thread too, so it is measured) and garbage collection are not counted, so a
+  busy machine does not fail a test; the loop thread's own CPU time always counts. The watchdog
+  samples the culprit's stack while the stall lasts.
+
+What it cannot catch: code no test runs; blocking shorter than the limit that no rule names (a C
+extension's own I/O); blocking in a worker thread (harmless to the loop).
+
+Each problem fails the phase (setup, call or teardown) of the test during which it happened,
+once, naming the request or task, the project's line, and a fix. Tasks that a test's requests
+spawn are waited for (up to the settle time) and judged with that test.
+
+Settings, the first one given wins: command-line option, environment variable, ini option.
+
+    --loop-guard-stall-limit  LOOP_GUARD_STALL_LIMIT  loop_guard_stall_limit  seconds (0.08)
+    --loop-guard-settle       LOOP_GUARD_SETTLE       loop_guard_settle       seconds (2)
+
+Excusing blocking that is meant (the reason is required):
+
+    with allow_blocking(reason="..."):            # one call or block of a test
+        await client.get("/report")               # ... and the app's work it causes
+    @pytest.mark.allow_blocking(reason="...")     # a whole test
 """
 
 import asyncio
 import contextlib
 import gc
+import importlib.abc
+import mimetypes
 import os
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+import weakref
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from importlib.machinery import ModuleSpec
 from pathlib import Path
-from types import FrameType
+from types import FrameType, ModuleType
 from typing import Any
 
 import pytest
-from blockbuster import BlockBuster, BlockingError
-from blockbuster import blockbuster as blockbuster_module
+from blockbuster import BlockBuster, BlockBusterFunction
 from sqlalchemy import Engine, event
-
-# A 100 ms stall always measures at least 100 ms; correct code stays far below this limit.
-STALL_LIMIT = float(os.environ.get("LOOP_STALL_LIMIT", "0.08"))
-STALL_ATTEMPTS = int(os.environ.get("LOOP_STALL_ATTEMPTS", "3"))
+from starlette.applications import Starlette
 
 PROJECT = Path(__file__).resolve().parents[1]
-HOW_TO_FIX = (
-    "Blocking code in an `async def` function, dependency or middleware stalls every request. "
-    "Use an async API, or move the work off the loop with app.core.concurrency: "
-    "`await run_in_thread(func, ...)` for blocking calls, `await pool.run(func, ...)` for CPU "
-    "work (or make the handler a plain `def`). A test that must block can say so with "
-    "@pytest.mark.allow_blocking(reason=...)."
-)
+
+# --- what the app is doing: set while it serves, inherited by the tasks it spawns -------------
 
 
-# --- where: the culprit frame and the request being served -------------------------------
+@dataclass(frozen=True)
+class Culprit:
+    label: str  # "GET /items/1", "WEBSOCKET /ws", "the app's lifespan"
+    entered_by: "asyncio.Task[Any] | None"  # the task that called the app
+
+    def name(self, task: "asyncio.Task[Any] | None") -> str:
+        """The request, or the project's task it spawned, that `task` is running for."""
+        code = getattr(task.get_coro(), "cr_code", None) if task is not None else None
+        if task is self.entered_by or code is None or not _in_project(code.co_filename):
+            return self.label  # the framework's own tasks are part of the request
+        verb = "started by" if self.label == "the app's lifespan" else "spawned by"
+        return f"task {code.co_name}() {verb} {self.label}"
+
+
+_culprit: ContextVar[Culprit | None] = ContextVar("loop_guard_culprit", default=None)
+_excuse: ContextVar[str | None] = ContextVar("loop_guard_excuse", default=None)
+
+
+@contextlib.contextmanager
+def allow_blocking(*, reason: str) -> Iterator[None]:
+    """Excuse the blocking done inside this block, by the test and by the app it calls."""
+    token = _excuse.set(reason)
+    try:
+        yield
+    finally:
+        _excuse.reset(token)
+
+
+def _label(scope: dict[str, Any]) -> str:
+    if scope["type"] == "http":
+        return f"{scope['method']} {scope['path']}"
+    if scope["type"] == "websocket":
+        return f"WEBSOCKET {scope['path']}"
+    return "the app's lifespan"
+
+
+def _unjudged(channel: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """The client's side of `receive` and `send` (a test's upload file, say) is the test's."""
+
+    async def call(*args: Any) -> Any:
+        token = _culprit.set(None)
+        try:
+            return await channel(*args)
+        finally:
+            _culprit.reset(token)
+
+    return call
+
+
+# --- where: the project's frames, innermost first ------------------------------------------
 
 
 def _in_project(filename: str) -> bool:
@@ -62,21 +129,14 @@ def _in_project(filename: str) -> bool:
     )
 
 
-def _request_of(frame: FrameType | None) -> str | None:
-    """The HTTP request being served by this stack, from the ASGI `scope` of a frame in it."""
-    while frame is not None:
-        scope = frame.f_locals.get("scope")
-        if isinstance(scope, dict) and scope.get("type") == "http":
-            return f"{scope.get('method')} {scope.get('path')}"
-        frame = frame.f_back
-    return None
+def _in_app(filename: str) -> bool:
+    return _in_project(filename) and not Path(filename).is_relative_to(PROJECT / "tests")
 
 
-def _describe(stack: traceback.StackSummary) -> str:
-    """The project's own frames, innermost (the culprit) first; else the innermost frame."""
-    own = [frame for frame in stack if _in_project(frame.filename)]
+def _where(stack: traceback.StackSummary) -> str:
+    own = [frame for frame in stack if _in_app(frame.filename)]
     if not own:
-        return "".join(stack.format()[-1:]).rstrip()
+        return "".join(stack.format()[-1:]).rstrip() or "  (no stack was sampled)"
     lines = []
     for depth, frame in enumerate(reversed(own[-4:])):
         where = Path(frame.filename).relative_to(PROJECT)
@@ -85,49 +145,145 @@ def _describe(stack: traceback.StackSummary) -> str:
     return "\n".join(lines)
 
 
-# --- call level ----------------------------------------------------------------------------
+def _advice(what: str, stack: traceback.StackSummary, cpu_bound: bool = False) -> str:
+    files = [frame.filename.replace("\\", "/") for frame in stack]
+    own = any(_in_app(filename) for filename in files)
+    if what.startswith("import "):
+        return "Import modules at the top of the file: an import reads files and runs code."
+    if what.startswith("socket.get") or what.startswith("socket.gethost"):
+        return (
+            "Name resolution can take seconds: use an async client, or "
+            "`await asyncio.get_running_loop().getaddrinfo(...)`."
+        )
+    if not own and any("/json/" in f or f.endswith("starlette/requests.py") for f in files):
+        return (
+            "The request body was parsed on the loop (FastAPI does this even for a `def` "
+            "handler): cap the body size (MAX_REQUEST_BODY_BYTES) rather than the handler."
+        )
+    if cpu_bound:
+        return (
+            "CPU work holds the loop: run it in the process pool (`await pool.run(func, ...)`) "
+            "or make the handler a plain `def`."
+        )
+    if not own:
+        return (
+            "No frame of the project is in the culprit's stack: a library blocked. If it is a "
+            "one-time cost, pay it before the tests (a session fixture); else move the call off "
+            "the loop with `await run_in_thread(func, ...)`."
+        )
+    return (
+        "Use an async API, or move the call off the loop with app.core.concurrency "
+        "(`await run_in_thread(func, ...)`), or make the handler a plain `def`."
+    )
+
+
+# --- problems: what blocked, during which request or task, where, and the fix ---------------
 
 
 @dataclass
-class BlockingCall:
-    call: str
-    request: str | None
+class Problem:
+    what: str  # "time.sleep on the event loop", "the event loop was blocked for 120 ms (...)"
+    culprit: str  # "GET /items", "task refresh() spawned by POST /items"
     stack: traceback.StackSummary
+    cpu_bound: bool = False
 
-    def describe(self) -> str:
-        during = f" during {self.request}" if self.request else ""
-        return f"{self.call} on the event loop{during}\n{_describe(self.stack)}"
+    @property
+    def place(self) -> tuple[str, str, int | None]:
+        own = [frame for frame in self.stack if _in_app(frame.filename)] or self.stack[-1:]
+        return (self.culprit, own[-1].filename, own[-1].lineno) if own else (self.culprit, "", 0)
 
 
-_blocking_calls: list[BlockingCall] = []
+def _report(problems: list[Problem]) -> str:
+    """One paragraph per culprit and line: a call repeated in a loop, and the stall it caused,
+    are one problem."""
+    places: dict[tuple[str, str, int | None], list[Problem]] = {}
+    for problem in problems:
+        places.setdefault(problem.place, []).append(problem)
+    paragraphs = []
+    for first, *others in places.values():
+        lines = [f"{first.what} during {first.culprit}", _where(first.stack)]
+        also = list(dict.fromkeys(other.what for other in others if other.what != first.what))
+        if also:
+            lines.append(f"  and there: {'; '.join(also)}")
+        cpu_bound = any(problem.cpu_bound for problem in (first, *others))
+        lines.append(f"  Fix: {_advice(first.what, first.stack, cpu_bound)}")
+        paragraphs.append("\n".join(lines))
+    return "\n\n".join(paragraphs)
 
 
-class _RecordedBlockingError(BlockingError):
-    """blockbuster's error, also recorded: code under test may catch and swallow it."""
+# --- call rules ------------------------------------------------------------------------------
 
-    def __init__(self, func: str) -> None:
-        super().__init__(func)
-        frame = sys._getframe(1)
-        _blocking_calls.append(
-            BlockingCall(func, _request_of(frame), traceback.extract_stack(frame))
+
+def _blocking_unless_non_blocking(*args: Any, **kwargs: Any) -> bool:
+    return False
+
+
+def _select_returns_at_once(*args: Any, **kwargs: Any) -> bool:
+    timeout = args[3] if len(args) > 3 else kwargs.get("timeout")
+    return timeout == 0
+
+
+def _non_blocking_socket(sock: Any, *_args: Any, **_kwargs: Any) -> bool:
+    return not sock.getblocking()
+
+
+def _wait_returns_at_once(*args: Any, **_kwargs: Any) -> bool:
+    return len(args) > 1 and isinstance(args[-1], int) and bool(args[-1] & os.WNOHANG)
+
+
+# Blocking primitives of the standard library that blockbuster leaves out, by kind:
+# (name, predicate telling when a call cannot block).
+MORE_RULES: list[tuple[str, Callable[..., bool]]] = [
+    # name resolution: fast against /etc/hosts in tests, seconds when DNS is slow
+    *[
+        (f"socket.{name}", _blocking_unless_non_blocking)
+        for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr")
+    ],
+    ("socket.getnameinfo", _blocking_unless_non_blocking),
+    # sockets: the calls blockbuster does not wrap
+    *[
+        (f"socket.socket.{name}", _non_blocking_socket)
+        for name in ("connect_ex", "sendmsg", "recvmsg_into", "sendfile")
+    ],
+    ("select.select", _select_returns_at_once),
+    # child processes: waiting for one, or starting a shell
+    *[(f"os.{name}", _wait_returns_at_once) for name in ("waitpid", "wait4", "waitid")],
+    *[(f"os.{name}", _blocking_unless_non_blocking) for name in ("wait", "wait3", "system")],
+    # files: metadata, flushing to disk, positioned and vectored I/O
+    *[
+        (f"os.{name}", _blocking_unless_non_blocking)
+        for name in (
+            "lstat",
+            "chmod",
+            "chown",
+            "utime",
+            "truncate",
+            "fsync",
+            "fdatasync",
+            "pread",
+            "pwrite",
+            "readv",
+            "writev",
+            "copy_file_range",
+            "makedirs",
+            "removedirs",
         )
+    ],
+    # psycopg2 waits for the server inside C: only these calls show it
+    *[
+        (f"psycopg2.{name}", _blocking_unless_non_blocking)
+        for name in (
+            "connect",
+            "extensions.cursor.execute",
+            "extensions.cursor.executemany",
+            "extensions.cursor.callproc",
+            "extensions.connection.commit",
+            "extensions.connection.rollback",
+        )
+    ],
+]
 
-
-def _raise_if_on_event_loop(call: str) -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return  # a worker thread: blocking is fine there
-    raise _RecordedBlockingError(call)
-
-
-def _sync_engine_on_the_loop(conn: Any, *_args: Any) -> None:
-    # An AsyncEngine runs its sync core on the loop thread too, without blocking: skip it.
-    if not conn.dialect.is_async:
-        _raise_if_on_event_loop(f"a sync SQLAlchemy engine ({conn.dialect.driver})")
-
-
-# Library code that blocks briefly, by design, on the loop: (file, functions) it may block in.
+# Library code that blocks briefly, by design, on the loop: (file, functions it may block in).
 ALLOWED = [
     # FastAPI reads an endpoint's source file once, to name it in error messages.
     ("fastapi/routing.py", {"_extract_endpoint_context"}),
@@ -135,77 +291,99 @@ ALLOWED = [
     ("asyncpg/connect_utils.py", {"_read_password_file", "_parse_connect_dsn_and_args"}),
     # Submitting to a process pool writes one wake-up byte to the pool's pipe.
     ("concurrent/futures/process.py", {"submit"}),
+    # Jinja2 reads a template once, then checks its modification time on each render.
+    ("jinja2/loaders.py", {"get_source", "uptodate"}),
 ]
 
 
-def _blockbuster() -> BlockBuster:
-    """blockbuster's rules, with sync database drivers added and known false alarms allowed."""
+def _open_an_http_client() -> None:
+    with contextlib.suppress(ImportError):
+        import httpx  # optional: warmed up where it is installed
+
+        httpx.Client().close()  # the first client imports and loads its TLS machinery
+
+
+# One-time costs of libraries, paid before the tests rather than forgiven during them.
+WARM_UPS: list[Callable[[], object]] = [
+    mimetypes.init,  # FileResponse and StaticFiles guess types from the system's mime files
+    _open_an_http_client,
+]
+
+
+def _rules() -> BlockBuster:
     detector = BlockBuster()
-    for name in ("psycopg2.connect", "psycopg2.extensions.cursor.execute"):
-        with contextlib.suppress(ImportError):  # no psycopg2 installed: nothing to watch
-            detector.functions[name] = blockbuster_module.BlockBusterFunction(None, name)
+    for name, can_not_block in MORE_RULES:
+        with contextlib.suppress(ImportError, AttributeError):  # e.g. psycopg2 not installed
+            function = BlockBusterFunction(None, name, can_block_predicate=can_not_block)
+            if function.original_func is not None:
+                detector.functions[name] = function
     for function in detector.functions.values():
         for filename, functions in ALLOWED:
             function.can_block_in(filename, functions)
     return detector
 
 
-@pytest.fixture(scope="session")
-def _call_detector() -> Iterator[BlockBuster]:
-    """blockbuster, patched once per run; it raises only while a test has armed it."""
-    blockbuster_module.BlockingError = _RecordedBlockingError  # type: ignore[misc]
-    event.listen(Engine, "before_cursor_execute", _sync_engine_on_the_loop)
-    yield _blockbuster()
-    event.remove(Engine, "before_cursor_execute", _sync_engine_on_the_loop)
-    blockbuster_module.BlockingError = BlockingError  # type: ignore[misc]
+def _allowed_by(allowances: list[tuple[str, Any]], frame: FrameType | None) -> bool:
+    while frame is not None:
+        filename = frame.f_code.co_filename.replace("\\", "/")
+        for suffix, functions in allowances:
+            if filename.endswith(suffix) and frame.f_code.co_name in functions:
+                return True
+        frame = frame.f_back
+    return False
 
 
-# --- lag level -----------------------------------------------------------------------------
+class _ImportWatch(importlib.abc.MetaPathFinder):
+    """Sees every import of a module not yet loaded, and reports those the project makes."""
+
+    def __init__(self, guard: "LoopGuard") -> None:
+        self.guard = guard
+
+    def find_spec(self, fullname: str, *_args: Any) -> ModuleSpec | None:
+        frame = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+            frame = frame.f_back  # type: ignore[assignment]
+        if frame is not None and _in_project(frame.f_code.co_filename):
+            self.guard.blocking_call(f"import {fullname}", frame)
+        return None
 
 
-def _callback_name(handle: asyncio.Handle) -> str:
-    """What a callback was: for a task's step, the coroutine the task runs."""
-    owner = getattr(getattr(handle, "_callback", None), "__self__", None)
-    if isinstance(owner, asyncio.Task):
-        return f"a step of the task running {owner.get_coro().__qualname__}()"  # type: ignore[union-attr]
-    return repr(handle)
+# --- stalls ----------------------------------------------------------------------------------
 
 
 @dataclass
-class Stall:
-    seconds: float
-    callback: str
-    request: str | None = None
-    stack: traceback.StackSummary = field(default_factory=traceback.StackSummary)
-
-    def describe(self) -> str:
-        during = f" during {self.request}" if self.request else ""
-        where = _describe(self.stack) or (
-            f"  in {self.callback} (no stack: the loop's thread held the GIL throughout)"
-        )
-        return f"the event loop was blocked for {self.seconds * 1000:.0f} ms{during}\n{where}"
+class _Running:
+    handle: asyncio.Handle
+    started: float
+    thread: int
+    sample: tuple[Culprit | None, str | None, list[Any]] | None = None
 
 
 class StallMonitor:
-    """Times every callback run by any asyncio event loop, and samples the stack of long ones.
+    """Times every callback any asyncio loop runs; a watchdog thread samples the long ones.
 
-    Time spent in garbage collection is not counted: it is the interpreter's, not the code's.
+    The watchdog wakes every tenth of the limit. When the machine keeps the process off the CPU,
+    the watchdog wakes late too: its lateness during a callback is time the callback did not
+    use, and is not counted against it.
     """
 
-    def __init__(self, limit: float) -> None:
+    def __init__(self, limit: float, on_stall: Callable[[Problem], None]) -> None:
         self.limit = limit
-        self.armed = False  # time callbacks only while a guarded test runs
-        self.stalls: list[Stall] = []
-        self.slowest = 0.0  # the longest callback seen in any guarded test, for the summary
-        self._running: tuple[asyncio.Handle, float, int] | None = None  # handle, start, thread
-        self._sampled: dict[int, tuple[str | None, list[tuple[str, int, str, None]]]] = {}
+        self.on_stall = on_stall
+        self.armed = False
+        self.slowest = 0.0  # the longest judged callback of the app (seconds)
+        self.noisy: list[float] = []  # wall times of callbacks excused as machine noise
+        self.entered: Culprit | None = None  # the app entered during the running callback
+        self._running: _Running | None = None
         self._gc_seconds = 0.0
         self._gc_started = 0.0
+        self._tick = limit / 10
+        self._clock = (0.0, time.perf_counter() + self._tick)  # watchdog: (late, next wake)
         self._original_run: Callable[[asyncio.Handle], None] = asyncio.Handle._run
         self._stop = threading.Event()
         self._watchdog = threading.Thread(target=self._watch, name="loop-guard", daemon=True)
 
-    def __enter__(self) -> "StallMonitor":
+    def start(self) -> None:
         monitor, original_run = self, self._original_run
 
         def timed_run(handle: asyncio.Handle) -> None:
@@ -214,42 +392,78 @@ class StallMonitor:
         asyncio.Handle._run = timed_run  # type: ignore[method-assign,assignment]
         gc.callbacks.append(self._on_gc)
         self._watchdog.start()
-        return self
 
-    def __exit__(self, *_exc: object) -> None:
+    def stop(self) -> None:
         self._stop.set()
         self._watchdog.join()
         gc.callbacks.remove(self._on_gc)
         asyncio.Handle._run = self._original_run  # type: ignore[method-assign,assignment]
 
+    def _starved(self) -> float:
+        """How late the watchdog is, in total: time this process could not run."""
+        late, next_wake = self._clock
+        return late + max(0.0, time.perf_counter() - next_wake)
+
     def _timed(self, handle: asyncio.Handle, run: Callable[[asyncio.Handle], None]) -> None:
         if not self.armed:
             run(handle)
             return
-        gc_before, start = self._gc_seconds, time.perf_counter()
-        self._running = (handle, start, threading.get_ident())
+        context = handle._context  # type: ignore[attr-defined]
+        culprit_before = context.get(_culprit)
+        self.entered = None
+        gc_before, starved_before = self._gc_seconds, self._starved()
+        cpu_before, started = time.thread_time(), time.perf_counter()
+        running = self._running = _Running(handle, started, threading.get_ident())
         try:
             run(handle)
         finally:
             self._running = None
-            seconds = time.perf_counter() - start - (self._gc_seconds - gc_before)
-            sampled = self._sampled.pop(id(handle), None)
-            self.slowest = max(self.slowest, seconds)
-            if seconds > self.limit:
-                request, frames = sampled or (None, [])
-                stack = traceback.StackSummary.from_list(reversed(frames))
-                self.stalls.append(Stall(seconds, _callback_name(handle), request, stack))
+            collecting = self._gc_seconds - gc_before
+            wall = time.perf_counter() - started - collecting
+            if wall > self.limit / 4 or culprit_before is not None:
+                cpu = time.thread_time() - cpu_before - collecting
+                judged = max(cpu, wall - (self._starved() - starved_before))
+                self._judge(handle, running, context, culprit_before, wall, cpu, judged)
+
+    def _judge(
+        self,
+        handle: asyncio.Handle,
+        running: _Running,
+        context: Any,
+        culprit_before: Culprit | None,
+        wall: float,
+        cpu: float,
+        judged: float,
+    ) -> None:
+        sampled, excuse, frames = running.sample or (None, None, [])
+        culprit = sampled or context.get(_culprit) or self.entered or culprit_before
+        excuse = excuse or context.get(_excuse)
+        if culprit is None or excuse is not None:
+            return
+        if judged <= self.limit:
+            self.slowest = max(self.slowest, judged)
+            if wall > self.limit:
+                self.noisy.append(wall)
+            return
+        owner = getattr(getattr(handle, "_callback", None), "__self__", None)
+        task = owner if isinstance(owner, asyncio.Task) else None
+        stack = traceback.StackSummary.from_list(reversed(frames))
+        what = (
+            f"the event loop was blocked for {judged * 1000:.0f} ms "
+            f"({cpu * 1000:.0f} ms of it computing)"
+        )
+        self.on_stall(Problem(what, culprit.name(task), stack, cpu_bound=cpu > judged / 2))
 
     def _watch(self) -> None:
-        """While a callback runs past half the limit, record where its thread is."""
-        while not self._stop.wait(self.limit / 10):
+        """Track its own lateness; while a callback runs past half the limit, sample it."""
+        while not self._stop.wait(self._tick):
+            now = time.perf_counter()
+            late, next_wake = self._clock
+            self._clock = (late + max(0.0, now - next_wake), now + self._tick)
             running = self._running
-            if running is None:
+            if running is None or running.sample or now - running.started < self.limit / 2:
                 continue
-            handle, start, thread = running
-            if id(handle) in self._sampled or time.perf_counter() - start < self.limit / 2:
-                continue
-            frame = sys._current_frames().get(thread)
+            frame = sys._current_frames().get(running.thread)
             if frame is None:
                 continue
             # No I/O here (no source lines): it would let the stalled thread run on meanwhile.
@@ -257,9 +471,8 @@ class StallMonitor:
                 (f.f_code.co_filename, f.f_lineno, f.f_code.co_name, None)
                 for f, _ in traceback.walk_stack(frame)
             ]
-            request = _request_of(frame)
-            if self._running is running:
-                self._sampled[id(handle)] = (request, stack)
+            context = running.handle._context  # type: ignore[attr-defined]
+            running.sample = (context.get(_culprit), context.get(_excuse), stack)
 
     def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
         if phase == "start":
@@ -268,71 +481,241 @@ class StallMonitor:
             self._gc_seconds += time.perf_counter() - self._gc_started
 
 
-_slowest_seen = [0.0]  # across monitors: pytest may tear down and set up session fixtures again
+# --- the guard: one per run, on config.stash -------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def _stall_monitor() -> Iterator[StallMonitor]:
-    with StallMonitor(STALL_LIMIT) as monitor:
-        yield monitor
-    _slowest_seen[0] = max(_slowest_seen[0], monitor.slowest)
+class LoopGuard:
+    def __init__(self, stall_limit: float, settle: float) -> None:
+        self.settle = settle
+        self.problems: list[Problem] = []
+        self.monitor = StallMonitor(stall_limit, self.problems.append)
+        self.calls = _rules()
+        self.spawned: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+        self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        self._warmed: weakref.WeakSet[Starlette] = weakref.WeakSet()
+        self._rebound: list[tuple[ModuleType, str, object]] = []
+        self._imports = _ImportWatch(self)
+        self._app_call: Any = Starlette.__call__
+
+    @property
+    def armed(self) -> bool:
+        return self.monitor.armed
+
+    def start(self) -> None:
+        for warm_up in WARM_UPS:
+            warm_up()
+        for function in self.calls.functions.values():
+            function.can_block_predicate = self._judging(function)
+        self.calls.activate()
+        self._rebind_early_names()
+        event.listen(Engine, "before_cursor_execute", self._sync_engine)
+        sys.meta_path.insert(0, self._imports)
+        Starlette.__call__ = self._judged_app_call()  # type: ignore[method-assign,assignment]
+        self.monitor.start()
+
+    def stop(self) -> None:
+        self.monitor.stop()
+        Starlette.__call__ = self._app_call  # type: ignore[method-assign]
+        sys.meta_path.remove(self._imports)
+        event.remove(Engine, "before_cursor_execute", self._sync_engine)
+        for module, name, original in self._rebound:
+            setattr(module, name, original)
+        self.calls.deactivate()
+
+    def blocking_call(self, call: str, frame: FrameType | None) -> None:
+        """Record a blocking call made on this thread, if the app made it on a loop."""
+        culprit = _culprit.get()
+        if not self.armed or culprit is None or _excuse.get() is not None:
+            return
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:
+            return  # no loop runs in this thread: blocking is fine here
+        stack = traceback.extract_stack(frame)
+        self.problems.append(Problem(f"{call} on the event loop", culprit.name(task), stack))
+
+    def _judging(self, function: BlockBusterFunction) -> Callable[..., bool]:
+        """blockbuster's predicate, made to record the app's blocking calls and never raise."""
+        cannot_block = function.can_block_predicate
+
+        def predicate(*args: Any, **kwargs: Any) -> bool:
+            if self.armed and _culprit.get() is not None and not cannot_block(*args, **kwargs):
+                frame = sys._getframe(2)  # the caller of blockbuster's wrapper
+                if not _allowed_by(function.can_block_functions, frame):
+                    self.blocking_call(function.full_name, frame)
+            return True
+
+        return predicate
+
+    def _sync_engine(self, conn: Any, *_args: Any) -> None:
+        # An AsyncEngine runs its sync core on the loop thread too, without blocking: skip it.
+        if not conn.dialect.is_async:
+            call = f"a sync SQLAlchemy engine ({conn.dialect.driver})"
+            self.blocking_call(call, sys._getframe(1))
+
+    def _rebind_early_names(self) -> None:
+        """`from time import sleep` in a module imported before the guard: point it at the rule."""
+        wrapped = {
+            id(function.original_func): function
+            for function in self.calls.functions.values()
+            if isinstance(function.module, ModuleType)
+        }
+        for module in list(sys.modules.values()):
+            filename = getattr(module, "__file__", None)
+            if not filename or not _in_project(filename):
+                continue
+            for name, value in list(vars(module).items()):
+                function = wrapped.get(id(value))
+                if function is not None and value is function.original_func:
+                    self._rebound.append((module, name, value))
+                    setattr(module, name, getattr(function.module, function.func_name))
+
+    def _judged_app_call(self) -> Callable[..., Awaitable[None]]:
+        guard, app_call = self, self._app_call
+
+        async def judged_call(app: Starlette, scope: Any, receive: Any, send: Any) -> None:
+            if _culprit.get() is not None:  # a mounted app, inside one already judged
+                await app_call(app, scope, receive, send)
+                return
+            guard._prepare(app)
+            culprit = Culprit(_label(scope), asyncio.current_task())
+            guard.monitor.entered = culprit
+            token = _culprit.set(culprit)
+            try:
+                await app_call(app, scope, _unjudged(receive), _unjudged(send))
+            finally:
+                _culprit.reset(token)
+
+        return judged_call
+
+    def _prepare(self, app: Starlette) -> None:
+        """Pay the app's one-time costs unjudged, and follow the tasks its requests spawn."""
+        if app not in self._warmed:
+            self._warmed.add(app)
+            if hasattr(app, "openapi"):
+                app.openapi()  # FastAPI builds the schema on the first request for it
+        loop = asyncio.get_running_loop()
+        if loop not in self._loops and loop.get_task_factory() is None:
+            self._loops.add(loop)
+            loop.set_task_factory(self._spawn)
+
+    def _spawn(
+        self, loop: asyncio.AbstractEventLoop, coro: Any, context: Any = None
+    ) -> "asyncio.Task[Any]":
+        task = asyncio.Task(coro, loop=loop, context=context)
+        culprit = _culprit.get() if context is None else context.get(_culprit)
+        if culprit is not None and culprit.label != "the app's lifespan":
+            self.spawned.add(task)
+        return task
+
+    def settle_spawned_tasks(self) -> None:
+        """Let the tasks a test's requests spawned finish while the test is still judged."""
+        pending = [task for task in self.spawned if not task.done()]
+        self.spawned = weakref.WeakSet()
+        loop = pending[0].get_loop() if pending else None
+        if loop is not None and not loop.is_running() and not loop.is_closed():
+            loop.run_until_complete(asyncio.wait(pending, timeout=self.settle))
+
+    @contextlib.contextmanager
+    def judging(self, item: pytest.Item, phase: str) -> Iterator[None]:
+        """Judge one phase of a test; report what the app blocked, once, in place of the rest."""
+        self.problems.clear()
+        self.monitor.armed = item.get_closest_marker("allow_blocking") is None
+        failure: Exception | None = None
+        try:
+            yield
+        except Exception as error:  # the test's own failure: reported after the guard's
+            failure = error
+        finally:
+            with contextlib.suppress(Exception):
+                self.settle_spawned_tasks()
+            self.monitor.armed = False
+        if self.problems:
+            also = f"\n\n(The test also failed: {failure!r})" if failure else ""
+            pytest.fail(
+                f"{item.nodeid} blocked the event loop ({phase}):\n\n"
+                + _report(self.problems)
+                + "\n\nExcuse blocking that is meant: `with allow_blocking(reason=...)` around "
+                "one call of a test, or @pytest.mark.allow_blocking(reason=...) on a test "
+                f"(tests/loop_guard.py).{also}",
+                pytrace=False,
+            )
+        if failure is not None:
+            raise failure
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if _slowest_seen[0]:
-        terminalreporter.write_line(
-            f"event loop guard: slowest loop callback {_slowest_seen[0] * 1000:.1f} ms "
-            f"(limit {STALL_LIMIT * 1000:.0f} ms)"
-        )
+# --- hooks, in the order pytest calls them ---------------------------------------------------
+
+guard_key = pytest.StashKey[LoopGuard]()
 
 
-# --- wiring: every test is watched ---------------------------------------------------------
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("loop-guard", "fail tests whose app blocks the event loop")
+    for name, default, text in [
+        ("stall_limit", "0.08", "longest a callback of the app may hold the loop (s)"),
+        ("settle", "2", "how long to wait for tasks a test's requests spawned (s)"),
+    ]:
+        option = "--loop-guard-" + name.replace("_", "-")
+        group.addoption(option, dest=f"loop_guard_{name}", type=float, help=text)
+        parser.addini(f"loop_guard_{name}", text, default=default)
 
 
-class LoopBlockedError(AssertionError):
-    """A test made a blocking call on the event loop."""
-
-
-class LoopStalledError(AssertionError):
-    """A test held the event loop too long, in every attempt."""
+def _setting(config: pytest.Config, name: str) -> float:
+    option = config.getoption(f"loop_guard_{name}")
+    if option is not None:
+        return float(option)
+    return float(
+        os.environ.get(f"LOOP_GUARD_{name.upper()}") or config.getini(f"loop_guard_{name}")
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "allow_blocking(reason): this test may block the event loop (not checked)"
+        "markers",
+        "allow_blocking(reason): the loop guard does not judge this test "
+        "(to excuse one call, use `with allow_blocking(reason=...)`)",
     )
+    guard = LoopGuard(_setting(config, "stall_limit"), _setting(config, "settle"))
+    config.stash[guard_key] = guard
+    guard.start()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A stall fails a test only if it happens again in every one of STALL_ATTEMPTS runs."""
-    for item in items:
-        if not item.get_closest_marker("allow_blocking") and not item.get_closest_marker("flaky"):
-            rerun = pytest.mark.flaky(reruns=STALL_ATTEMPTS - 1, only_rerun=[LoopStalledError])
-            item.add_marker(rerun)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    guard = config.stash.get(guard_key, None)
+    if guard is not None:
+        guard.stop()
 
 
-@pytest.fixture(autouse=True)
-def _loop_guard(
-    request: pytest.FixtureRequest, _call_detector: BlockBuster, _stall_monitor: StallMonitor
-) -> Iterator[None]:
-    if request.node.get_closest_marker("allow_blocking"):
-        yield
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    with item.config.stash[guard_key].judging(item, "setup"):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with item.config.stash[guard_key].judging(item, "call"):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    with item.config.stash[guard_key].judging(item, "teardown"):
+        return (yield)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    guard = terminalreporter.config.stash.get(guard_key, None)
+    if guard is None or not guard.monitor.slowest:
         return
-    _blocking_calls.clear()
-    _stall_monitor.stalls.clear()
-    _call_detector.activate()
-    _stall_monitor.armed = True
-    try:
-        yield
-    finally:
-        _stall_monitor.armed = False
-        _call_detector.deactivate()
-    problems = [call.describe() for call in _blocking_calls]
-    problems += [stall.describe() for stall in _stall_monitor.stalls]
-    if problems:
-        error = LoopBlockedError if _blocking_calls else LoopStalledError
-        raise error(
-            f"{request.node.nodeid} blocked the event loop:\n\n"
-            + "\n\n".join(problems)
-            + f"\n\n{HOW_TO_FIX}"
+    monitor = guard.monitor
+    line = (
+        f"loop guard: slowest callback of the app {monitor.slowest * 1000:.1f} ms "
+        f"(limit {monitor.limit * 1000:.0f} ms)"
+    )
+    if monitor.noisy:
+        line += (
+            f"; {len(monitor.noisy)} longer by the clock (up to {max(monitor.noisy) * 1000:.0f} "
+            "ms), the machine's doing"
         )
+    terminalreporter.write_line(line)

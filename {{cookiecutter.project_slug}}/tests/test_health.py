@@ -1,5 +1,6 @@
 import time
 
+from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
 from app.core.config import Settings
@@ -28,7 +29,7 @@ async def test_a_database_that_is_down_gives_a_fast_503_not_a_500() -> None:
     )
     app = create_app(settings)
     async with (
-        app.router.lifespan_context(app),
+        LifespanManager(app),
         AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
     ):
         for method, path in [

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
 from app.core.config import Settings
@@ -22,7 +23,7 @@ async def serving(settings: Settings, **changes: Any) -> AsyncIterator[AsyncClie
     fields = {"database_url": settings.database_url, "process_pool_workers": 1, **changes}
     app = create_app(Settings(_env_file=None, **fields))
     async with (
-        app.router.lifespan_context(app),
+        LifespanManager(app),
         AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
     ):
         yield client

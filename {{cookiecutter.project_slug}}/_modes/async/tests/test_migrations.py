@@ -1,4 +1,3 @@
-import pytest
 from alembic import command
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -6,7 +5,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.migrations import alembic_config
 
 
-@pytest.mark.allow_blocking(reason="alembic reads the migration scripts from disk")
 async def test_models_and_migrations_do_not_drift(engine: AsyncEngine) -> None:
     """`alembic check`: autogenerate finds nothing to add (raises if it does)."""
 

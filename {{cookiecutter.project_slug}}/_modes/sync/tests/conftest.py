@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy import Connection, Engine
@@ -29,7 +30,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     url = os.environ.get("TEST_DATABASE_URL") or (
         f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
     )
-    return Settings(_env_file=None, database_url=url, process_pool_workers=2)
+    return Settings(_env_file=None, database_url=url)
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +45,8 @@ def engine(settings: Settings) -> Iterator[Engine]:
 @pytest.fixture(scope="session")
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    # Through the ASGI lifespan protocol, as a server runs it: the loop guard judges it too.
+    async with LifespanManager(app):
         yield app
 
 
