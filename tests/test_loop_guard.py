@@ -87,7 +87,7 @@ def test_every_kind_of_blocking_fails_its_test_once(
 ) -> None:
     _, results = guarded_run
     blocking = {name: texts for name, texts in results.items() if name.startswith("test_blocking")}
-    assert len(blocking) == 22, sorted(results)
+    assert len(blocking) == 23, sorted(results)
     missed = [name for name, texts in blocking.items() if len(texts) != 1]
     assert missed == [], {name: blocking[name] for name in missed}
     unguarded = [name for name, [text] in blocking.items() if "blocked the event loop" not in text]
@@ -139,6 +139,11 @@ def test_messages_say_what_where_during_which_request_and_the_fix(
     assert "during GET /blocking/cpu" in cpu
     assert "Fix: CPU work holds the loop" in cpu
     assert "allow_blocking(reason=" in cpu
+    body = message(results, "test_blocking_big_json_body_without_a_size_limit")
+    assert "during POST /blocking/big-json" in body
+    assert "in the request for app/api/routes/blocking.py" in body
+    assert "big_json()" in body
+    assert "cap the body size" in body
 
 
 def test_what_runs_once_is_caught_the_first_time(

@@ -7,6 +7,7 @@ last one stops it (its lifespan blocks at shut-down).
 """
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
+
+from app.api.routes import blocking
 
 from tests.loop_guard import allow_blocking
 
@@ -89,6 +92,18 @@ async def test_blocking_websocket(app: FastAPI) -> None:
         "websocket.send",
         "websocket.close",
     ]
+
+
+async def test_blocking_big_json_body_without_a_size_limit() -> None:
+    """A `def` handler, yet FastAPI parses its body on the loop: only a size limit helps."""
+    app = FastAPI()  # none of the bake's middleware: no body size limit
+    app.include_router(blocking.big_body)
+    body = json.dumps(list(range(2_000_000)))
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+        response = await client.post(
+            "/blocking/big-json", content=body, headers={"content-type": "application/json"}
+        )
+    assert response.json() == {"count": 2_000_000}
 
 
 async def test_blocking_after_an_excused_call(client: AsyncClient) -> None:

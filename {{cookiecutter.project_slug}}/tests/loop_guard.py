@@ -52,7 +52,7 @@ import traceback
 import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import FrameType, ModuleType
@@ -64,6 +64,7 @@ from sqlalchemy import Engine, event
 from starlette.applications import Starlette
 
 PROJECT = Path(__file__).resolve().parents[1]
+BIG_BODY = 64 * 1024  # bytes: parsing a body this large takes milliseconds
 
 # --- what the app is doing: set while it serves, inherited by the tasks it spawns -------------
 
@@ -72,6 +73,19 @@ PROJECT = Path(__file__).resolve().parents[1]
 class Culprit:
     label: str  # "GET /items/1", "WEBSOCKET /ws", "the app's lifespan"
     entered_by: "asyncio.Task[Any] | None"  # the task that called the app
+    scope: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def handler(self) -> str | None:
+        """The project's endpoint the request was routed to, once routing has found it."""
+        code = getattr(self.scope.get("endpoint"), "__code__", None)
+        if code is None or not _in_app(code.co_filename):
+            return None
+        where = Path(code.co_filename).relative_to(PROJECT)
+        return f"{where}:{code.co_firstlineno} {code.co_name}()"
+
+    def body_bytes(self) -> int:
+        length = dict(self.scope.get("headers", [])).get(b"content-length", b"0")
+        return int(length) if length.isdigit() else 0
 
     def name(self, task: "asyncio.Task[Any] | None") -> str:
         """The request, or the project's task it spawned, that `task` is running for."""
@@ -104,19 +118,6 @@ def _label(scope: dict[str, Any]) -> str:
     return "the app's lifespan"
 
 
-def _unjudged(channel: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """The client's side of `receive` and `send` (a test's upload file, say) is the test's."""
-
-    async def call(*args: Any) -> Any:
-        token = _culprit.set(None)
-        try:
-            return await channel(*args)
-        finally:
-            _culprit.reset(token)
-
-    return call
-
-
 # --- where: the project's frames, innermost first ------------------------------------------
 
 
@@ -133,10 +134,13 @@ def _in_app(filename: str) -> bool:
     return _in_project(filename) and not Path(filename).is_relative_to(PROJECT / "tests")
 
 
-def _where(stack: traceback.StackSummary) -> str:
+def _where(stack: traceback.StackSummary, handler: str | None) -> str:
     own = [frame for frame in stack if _in_app(frame.filename)]
     if not own:
-        return "".join(stack.format()[-1:]).rstrip() or "  (no stack was sampled)"
+        lines = ["".join(stack.format()[-1:]).rstrip() or "  (no stack: C code held the GIL)"]
+        if handler:
+            lines.append(f"  in the request for {handler}")
+        return "\n".join(lines)
     lines = []
     for depth, frame in enumerate(reversed(own[-4:])):
         where = Path(frame.filename).relative_to(PROJECT)
@@ -145,20 +149,23 @@ def _where(stack: traceback.StackSummary) -> str:
     return "\n".join(lines)
 
 
-def _advice(what: str, stack: traceback.StackSummary, cpu_bound: bool = False) -> str:
+def _advice(problem: "Problem", cpu_bound: bool) -> str:
+    what, stack = problem.what, problem.stack
     files = [frame.filename.replace("\\", "/") for frame in stack]
     own = any(_in_app(filename) for filename in files)
     if what.startswith("import "):
         return "Import modules at the top of the file: an import reads files and runs code."
-    if what.startswith("socket.get") or what.startswith("socket.gethost"):
+    if what.startswith("socket.get"):
         return (
             "Name resolution can take seconds: use an async client, or "
             "`await asyncio.get_running_loop().getaddrinfo(...)`."
         )
-    if not own and any("/json/" in f or f.endswith("starlette/requests.py") for f in files):
+    parsing = any("/json/" in f or f.endswith("starlette/requests.py") for f in files)
+    if not own and (parsing or (not files and problem.body_bytes > BIG_BODY)):
         return (
-            "The request body was parsed on the loop (FastAPI does this even for a `def` "
-            "handler): cap the body size (MAX_REQUEST_BODY_BYTES) rather than the handler."
+            f"A request body ({problem.body_bytes} bytes) is parsed on the loop, even for a "
+            "`def` handler: cap the body size (the bake's MAX_REQUEST_BODY_BYTES), not the "
+            "handler."
         )
     if cpu_bound:
         return (
@@ -186,6 +193,8 @@ class Problem:
     culprit: str  # "GET /items", "task refresh() spawned by POST /items"
     stack: traceback.StackSummary
     cpu_bound: bool = False
+    handler: str | None = None  # the endpoint, when no frame of the app is in the stack
+    body_bytes: int = 0
 
     @property
     def place(self) -> tuple[str, str, int | None]:
@@ -201,12 +210,12 @@ def _report(problems: list[Problem]) -> str:
         places.setdefault(problem.place, []).append(problem)
     paragraphs = []
     for first, *others in places.values():
-        lines = [f"{first.what} during {first.culprit}", _where(first.stack)]
+        lines = [f"{first.what} during {first.culprit}", _where(first.stack, first.handler)]
         also = list(dict.fromkeys(other.what for other in others if other.what != first.what))
         if also:
             lines.append(f"  and there: {'; '.join(also)}")
         cpu_bound = any(problem.cpu_bound for problem in (first, *others))
-        lines.append(f"  Fix: {_advice(first.what, first.stack, cpu_bound)}")
+        lines.append(f"  Fix: {_advice(first, cpu_bound)}")
         paragraphs.append("\n".join(lines))
     return "\n\n".join(paragraphs)
 
@@ -353,14 +362,22 @@ class _ImportWatch(importlib.abc.MetaPathFinder):
 
 @dataclass
 class _Running:
+    """The callback the loop runs now, and the time it spends in the app (not in the test)."""
+
     handle: asyncio.Handle
-    started: float
     thread: int
-    sample: tuple[Culprit | None, str | None, list[Any]] | None = None
+    culprit: Culprit | None = None
+    app_since: float | None = None  # when the app's open stretch of this callback began
+    marks: tuple[float, float, float] = (0.0, 0.0, 0.0)  # CPU, GC, starved at that time
+    wall: float = 0.0
+    cpu: float = 0.0
+    starved: float = 0.0
+    sample: list[Any] | None = None  # the stack, sampled while the app held the loop
 
 
 class StallMonitor:
-    """Times every callback any asyncio loop runs; a watchdog thread samples the long ones.
+    """Times the app's share of every callback any asyncio loop runs; a watchdog thread samples
+    the long ones.
 
     The watchdog wakes every tenth of the limit. When the machine keeps the process off the CPU,
     the watchdog wakes late too: its lateness during a callback is time the callback did not
@@ -373,7 +390,6 @@ class StallMonitor:
         self.armed = False
         self.slowest = 0.0  # the longest judged callback of the app (seconds)
         self.noisy: list[float] = []  # wall times of callbacks excused as machine noise
-        self.entered: Culprit | None = None  # the app entered during the running callback
         self._running: _Running | None = None
         self._gc_seconds = 0.0
         self._gc_started = 0.0
@@ -399,60 +415,79 @@ class StallMonitor:
         gc.callbacks.remove(self._on_gc)
         asyncio.Handle._run = self._original_run  # type: ignore[method-assign,assignment]
 
+    def enter_app(self, culprit: Culprit) -> None:
+        """The test's code called the app, or got the loop back from its own side of it."""
+        running = self._running
+        if running is not None and running.app_since is None:
+            self._open(running, culprit)
+
+    def leave_app(self) -> None:
+        running = self._running
+        if running is not None and running.app_since is not None:
+            self._close(running)
+
     def _starved(self) -> float:
         """How late the watchdog is, in total: time this process could not run."""
         late, next_wake = self._clock
         return late + max(0.0, time.perf_counter() - next_wake)
+
+    def _open(self, running: _Running, culprit: Culprit) -> None:
+        running.culprit = culprit
+        running.marks = (time.thread_time(), self._gc_seconds, self._starved())
+        running.app_since = time.perf_counter()
+
+    def _close(self, running: _Running) -> None:
+        assert running.app_since is not None
+        cpu, collected, starved = running.marks
+        collecting = self._gc_seconds - collected  # the interpreter's time, not the code's
+        running.wall += time.perf_counter() - running.app_since - collecting
+        running.cpu += time.thread_time() - cpu - collecting
+        running.starved += self._starved() - starved
+        running.app_since = None
 
     def _timed(self, handle: asyncio.Handle, run: Callable[[asyncio.Handle], None]) -> None:
         if not self.armed:
             run(handle)
             return
         context = handle._context  # type: ignore[attr-defined]
-        culprit_before = context.get(_culprit)
-        self.entered = None
-        gc_before, starved_before = self._gc_seconds, self._starved()
-        cpu_before, started = time.thread_time(), time.perf_counter()
-        running = self._running = _Running(handle, started, threading.get_ident())
+        running = self._running = _Running(handle, threading.get_ident())
+        if (culprit := context.get(_culprit)) is not None:
+            self._open(running, culprit)
         try:
             run(handle)
         finally:
             self._running = None
-            collecting = self._gc_seconds - gc_before
-            wall = time.perf_counter() - started - collecting
-            if wall > self.limit / 4 or culprit_before is not None:
-                cpu = time.thread_time() - cpu_before - collecting
-                judged = max(cpu, wall - (self._starved() - starved_before))
-                self._judge(handle, running, context, culprit_before, wall, cpu, judged)
+            if running.app_since is not None:
+                self._close(running)
+            if running.culprit is not None and context.get(_excuse) is None:
+                self._judge(running)
 
-    def _judge(
-        self,
-        handle: asyncio.Handle,
-        running: _Running,
-        context: Any,
-        culprit_before: Culprit | None,
-        wall: float,
-        cpu: float,
-        judged: float,
-    ) -> None:
-        sampled, excuse, frames = running.sample or (None, None, [])
-        culprit = sampled or context.get(_culprit) or self.entered or culprit_before
-        excuse = excuse or context.get(_excuse)
-        if culprit is None or excuse is not None:
-            return
+    def _judge(self, running: _Running) -> None:
+        assert running.culprit is not None
+        judged = max(running.cpu, running.wall - running.starved)
         if judged <= self.limit:
             self.slowest = max(self.slowest, judged)
-            if wall > self.limit:
-                self.noisy.append(wall)
+            if running.wall > self.limit:
+                self.noisy.append(running.wall)
             return
-        owner = getattr(getattr(handle, "_callback", None), "__self__", None)
+        owner = getattr(getattr(running.handle, "_callback", None), "__self__", None)
         task = owner if isinstance(owner, asyncio.Task) else None
-        stack = traceback.StackSummary.from_list(reversed(frames))
+        stack = traceback.StackSummary.from_list(reversed(running.sample or []))
         what = (
             f"the event loop was blocked for {judged * 1000:.0f} ms "
-            f"({cpu * 1000:.0f} ms of it computing)"
+            f"({running.cpu * 1000:.0f} ms of it computing)"
         )
-        self.on_stall(Problem(what, culprit.name(task), stack, cpu_bound=cpu > judged / 2))
+        culprit = running.culprit
+        self.on_stall(
+            Problem(
+                what,
+                culprit.name(task),
+                stack,
+                running.cpu > judged / 2,
+                culprit.handler(),
+                culprit.body_bytes(),
+            )
+        )
 
     def _watch(self) -> None:
         """Track its own lateness; while a callback runs past half the limit, sample it."""
@@ -461,7 +496,8 @@ class StallMonitor:
             late, next_wake = self._clock
             self._clock = (late + max(0.0, now - next_wake), now + self._tick)
             running = self._running
-            if running is None or running.sample or now - running.started < self.limit / 2:
+            since = running.app_since if running is not None else None
+            if running is None or since is None or running.sample or now - since < self.limit / 2:
                 continue
             frame = sys._current_frames().get(running.thread)
             if frame is None:
@@ -471,8 +507,8 @@ class StallMonitor:
                 (f.f_code.co_filename, f.f_lineno, f.f_code.co_name, None)
                 for f, _ in traceback.walk_stack(frame)
             ]
-            context = running.handle._context  # type: ignore[attr-defined]
-            running.sample = (context.get(_culprit), context.get(_excuse), stack)
+            if running.app_since is not None:  # still in the app: the stack is the culprit's
+                running.sample = stack
 
     def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
         if phase == "start":
@@ -532,7 +568,10 @@ class LoopGuard:
         except RuntimeError:
             return  # no loop runs in this thread: blocking is fine here
         stack = traceback.extract_stack(frame)
-        self.problems.append(Problem(f"{call} on the event loop", culprit.name(task), stack))
+        what = f"{call} on the event loop"
+        self.problems.append(
+            Problem(what, culprit.name(task), stack, False, culprit.handler(), culprit.body_bytes())
+        )
 
     def _judging(self, function: BlockBusterFunction) -> Callable[..., bool]:
         """blockbuster's predicate, made to record the app's blocking calls and never raise."""
@@ -578,15 +617,33 @@ class LoopGuard:
                 await app_call(app, scope, receive, send)
                 return
             guard._prepare(app)
-            culprit = Culprit(_label(scope), asyncio.current_task())
-            guard.monitor.entered = culprit
+            culprit = Culprit(_label(scope), asyncio.current_task(), scope)
             token = _culprit.set(culprit)
+            guard.monitor.enter_app(culprit)
             try:
-                await app_call(app, scope, _unjudged(receive), _unjudged(send))
+                await app_call(app, scope, guard.unjudged(receive), guard.unjudged(send))
             finally:
+                guard.monitor.leave_app()
                 _culprit.reset(token)
 
         return judged_call
+
+    def unjudged(self, channel: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """The client's side of `receive` and `send` (a test's upload file, say) is the test's."""
+        monitor = self.monitor
+
+        async def call(*args: Any) -> Any:
+            culprit = _culprit.get()
+            token = _culprit.set(None)
+            monitor.leave_app()
+            try:
+                return await channel(*args)
+            finally:
+                _culprit.reset(token)
+                if culprit is not None:
+                    monitor.enter_app(culprit)
+
+        return call
 
     def _prepare(self, app: Starlette) -> None:
         """Pay the app's one-time costs unjudged, and follow the tasks its requests spawn."""
