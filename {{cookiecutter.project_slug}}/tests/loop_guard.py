@@ -90,7 +90,7 @@ class Culprit:
     def name(self, task: "asyncio.Task[Any] | None") -> str:
         """The request, or the project's task it spawned, that `task` is running for."""
         code = getattr(task.get_coro(), "cr_code", None) if task is not None else None
-        if task is self.entered_by or code is None or not _in_project(code.co_filename):
+        if task is self.entered_by or code is None or not _in_app(code.co_filename):
             return self.label  # the framework's own tasks are part of the request
         verb = "started by" if self.label == "the app's lifespan" else "spawned by"
         return f"task {code.co_name}() {verb} {self.label}"
