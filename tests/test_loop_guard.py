@@ -5,6 +5,7 @@ status codes (tests/cases/test_blocking.py) are added to a copy of each bake; th
 suite must fail every blocking one with the guard's message and pass every correct one.
 """
 
+import re
 import shutil
 import sys
 import xml.etree.ElementTree as ET
@@ -66,7 +67,7 @@ def guarded_run(
     tmp_path = tmp_path_factory.mktemp("loop-guard")
     project = with_blocking_routes(baked, tmp_path)
     report = tmp_path / "report.xml"
-    env = clean_env(BLOCKING_DSN=postgres_admin_url)
+    env = clean_env(BLOCKING_DSN=postgres_admin_url, BLOCKING_LIFESPAN="1")
     result = run(
         sys.executable,
         "-m",
@@ -87,7 +88,7 @@ def test_every_kind_of_blocking_fails_its_test_once(
 ) -> None:
     _, results = guarded_run
     blocking = {name: texts for name, texts in results.items() if name.startswith("test_blocking")}
-    assert len(blocking) == 23, sorted(results)
+    assert len(blocking) == 24, sorted(results)
     missed = [name for name, texts in blocking.items() if len(texts) != 1]
     assert missed == [], {name: blocking[name] for name in missed}
     unguarded = [name for name, [text] in blocking.items() if "blocked the event loop" not in text]
@@ -101,7 +102,7 @@ def test_every_kind_of_blocking_fails_its_test_once(
 def test_correct_code_passes(guarded_run: tuple[str, dict[str, list[str]]]) -> None:
     _, results = guarded_run
     correct = {name: texts for name, texts in results.items() if name.startswith("test_correct")}
-    assert len(correct) == 17, sorted(correct)
+    assert len(correct) == 18, sorted(correct)
     assert {name: texts for name, texts in correct.items() if texts} == {}
 
 
@@ -139,6 +140,11 @@ def test_messages_say_what_where_during_which_request_and_the_fix(
     assert "during GET /blocking/cpu" in cpu
     assert "Fix: CPU work holds the loop" in cpu
     assert "allow_blocking(reason=" in cpu
+    wait = message(results, "test_blocking[wait-in-c]")  # off the CPU: not the machine's doing
+    assert "the event loop was blocked for" in wait
+    computing = re.search(r"\((\d+) ms of it computing\)", wait)
+    assert computing is not None, wait
+    assert int(computing[1]) < 20, wait
     body = message(results, "test_blocking_big_json_body_without_a_size_limit")
     assert "during POST /blocking/big-json" in body
     assert "in the request for app/api/routes/blocking.py" in body
@@ -188,6 +194,23 @@ def test_blocking_is_charged_to_the_test_whose_app_did_it(
     excused_once = message(results, "test_blocking_after_an_excused_call")
     assert "during GET /blocking/bound-sleep" in excused_once
     assert "during GET /blocking/sleep\n" not in excused_once
+
+
+def test_settings_come_from_the_option_then_the_environment_then_the_ini_file(
+    baked: Path, tmp_path: Path
+) -> None:
+    project = with_blocking_routes(baked, tmp_path)
+
+    def cpu_test_passes(*options: str, limit_in_environment: str) -> bool:
+        env = clean_env(LOOP_GUARD_STALL_LIMIT=limit_in_environment)
+        test = "tests/test_blocking.py::test_blocking[cpu]"
+        result = run(sys.executable, "-m", "pytest", test, *options, cwd=project, env=env)
+        assert result.returncode in (0, 1), result.stdout[-3000:]
+        return result.returncode == 0
+
+    assert cpu_test_passes("--loop-guard-stall-limit=60", limit_in_environment="0.08")
+    assert not cpu_test_passes("-o", "loop_guard_stall_limit=60", limit_in_environment="0.08")
+    assert cpu_test_passes("-o", "loop_guard_stall_limit=60", limit_in_environment="")
 
 
 def test_static_layer_flags_blocking_calls_in_async_def(baked: Path, tmp_path: Path) -> None:

@@ -2,13 +2,15 @@
 
 Copied into a bake as app/api/routes/blocking.py (with templates/page.html beside it) by
 tests/test_loop_guard.py; `install(app)` adds a middleware, static files and a lifespan that
-blocks once at start-up and once at shut-down.
+(with BLOCKING_LIFESPAN set) blocks once at start-up and once at shut-down.
 """
 
 import asyncio
 import hashlib
 import inspect
 import logging
+import os
+import signal
 import socket
 import sqlite3
 import time
@@ -205,6 +207,13 @@ async def websocket(websocket: WebSocket) -> None:
     await websocket.close()
 
 
+@router.get("/wait-in-c")
+async def wait_in_c() -> dict[str, str]:
+    # Off the CPU, inside C, in a call no rule names: only the clock sees it.
+    signal.sigtimedwait([signal.SIGUSR2], STALL)
+    return {"ok": "yes"}
+
+
 big_body = APIRouter(tags=["blocking"])
 
 
@@ -228,14 +237,17 @@ def install(app: FastAPI) -> None:
     handler = logging.FileHandler(HERE / "blocking.log", delay=True)
     file_logger.addHandler(handler)  # no queue in front: each record is written on the loop
     served = app.router.lifespan_context
+    blocks = bool(os.environ.get("BLOCKING_LIFESPAN"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
-        bound_sleep(SHORT)  # start-up blocks
+        if blocks:
+            bound_sleep(SHORT)  # start-up blocks
         async with served(app) as state, httpx.AsyncClient(timeout=5) as http:
             app.state.http = http
             yield state
-        socket.gethostbyname("localhost")  # shut-down blocks
+        if blocks:
+            socket.gethostbyname("localhost")  # shut-down blocks
 
     app.router.lifespan_context = lifespan
 
@@ -323,3 +335,15 @@ async def correct_stream() -> StreamingResponse:
             yield f"{number} ".encode()
 
     return StreamingResponse(chunks())
+
+
+@correct.get("/paused")
+async def paused(helper: int) -> dict[str, float]:
+    """Computes briefly while the machine stops this process for 200 ms (the helper does it,
+    as a busy machine would): the clock says 200 ms, the loop's thread did not block."""
+    started, cpu = time.perf_counter(), time.thread_time()
+    os.kill(helper, signal.SIGUSR1)
+    lost = 0.0
+    while lost < 0.15 and time.perf_counter() - started < 2:
+        lost = (time.perf_counter() - started) - (time.thread_time() - cpu)
+    return {"lost": lost}

@@ -9,6 +9,8 @@ last one stops it (its lifespan blocks at shut-down).
 import asyncio
 import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 from pathlib import Path
@@ -38,6 +40,7 @@ BLOCKING = [
     "getaddrinfo",
     "stream",
     "log-to-file",
+    "wait-in-c",
 ]
 CORRECT = ["async-sleep", "sleep-in-thread", "cpu-in-process-pool", "sleep-in-def"]
 
@@ -199,6 +202,26 @@ async def test_correct_background_task(client: AsyncClient) -> None:
 async def test_correct_streaming(client: AsyncClient) -> None:
     response = await client.get("/correct/stream")
     assert response.text == "0 1 2 "
+
+
+# Stops its parent process for 200 ms when told to (SIGUSR1), as a busy machine can.
+PAUSER = """
+import os, signal, sys, time
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+print("ready", flush=True)
+signal.sigwait([signal.SIGUSR1])
+os.kill(os.getppid(), signal.SIGSTOP)
+time.sleep(0.2)
+os.kill(os.getppid(), signal.SIGCONT)
+"""
+
+
+async def test_correct_when_the_machine_stops_the_process(client: AsyncClient) -> None:
+    """Not blocking: the time the process could not run is not charged to the app."""
+    with subprocess.Popen([sys.executable, "-c", PAUSER], stdout=subprocess.PIPE) as pauser:
+        assert pauser.stdout is not None and pauser.stdout.readline() == b"ready\n"
+        response = await client.get("/correct/paused", params={"helper": pauser.pid})
+    assert response.json()["lost"] >= 0.15, "the process was not stopped: nothing was proved"
 
 
 async def test_blocking_lifespan_shutdown(client: AsyncClient) -> None:
