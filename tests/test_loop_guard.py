@@ -32,7 +32,7 @@ def with_blocking_routes(baked: Path, tmp_path: Path) -> Path:
         )
         + "router.include_router(blocking.router)\nrouter.include_router(blocking.correct)\n"
     )
-    main = project / "app/main.py"
+    main = project / "app/factory.py"
     main.write_text(
         main.read_text()
         .replace(

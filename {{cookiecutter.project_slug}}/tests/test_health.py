@@ -3,8 +3,8 @@ import time
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
-from app.core.config import Settings
-from app.main import create_app
+from app.factory import create_app
+from tests.settings import IsolatedSettings
 
 
 async def test_live_answers_ok(client: AsyncClient) -> None:
@@ -21,8 +21,7 @@ async def test_ready_answers_ok_when_the_database_answers(client: AsyncClient) -
 
 async def test_a_database_that_is_down_gives_a_fast_503_not_a_500() -> None:
     # Nothing listens on port 1 of the loopback interface: connections are refused.
-    settings = Settings(
-        _env_file=None,
+    settings = IsolatedSettings(
         database_url="postgresql://nobody@127.0.0.1:1/nothing",
         db_connect_timeout=1,
         process_pool_workers=1,

@@ -12,7 +12,8 @@ from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
 from app.core.config import Settings
-from app.main import create_app
+from app.factory import create_app
+from tests.settings import IsolatedSettings
 
 PRIMES = "/api/v1/examples/primes"
 
@@ -21,7 +22,7 @@ PRIMES = "/api/v1/examples/primes"
 async def serving(settings: Settings, **changes: Any) -> AsyncIterator[AsyncClient]:
     """A client of a new app on the test database, with these settings changed."""
     fields = {"database_url": settings.database_url, "process_pool_workers": 1, **changes}
-    app = create_app(Settings(_env_file=None, **fields))
+    app = create_app(IsolatedSettings(**fields))
     async with (
         LifespanManager(app),
         AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,

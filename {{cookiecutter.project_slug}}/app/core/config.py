@@ -1,5 +1,6 @@
 """Settings: every knob of the service in one place, read from the environment or `.env`."""
 
+from pathlib import Path
 from typing import Annotated, Self
 
 from pydantic import AfterValidator, Field, model_validator
@@ -15,8 +16,12 @@ def _default_process_pool_workers() -> int:
     return max(1, usable_cpus() - 1)
 
 
+# `.env` beside pyproject.toml, wherever the server is started from.
+ENV_FILE = Path(__file__).resolve().parents[2] / ".env"
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", validate_default=True)
+    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", validate_default=True)
 
     project_name: str = "{{ cookiecutter.project_name }}"
 

@@ -1,6 +1,7 @@
 """Fixtures: one app and one migrated test database per run; one rolled-back transaction per test.
 
-The database is TEST_DATABASE_URL when set, else a throwaway SQLite file; never DATABASE_URL.
+The database is TEST_DATABASE_URL when set, else a throwaway SQLite file; never DATABASE_URL:
+the tests' settings come from here, not from the shell or `.env`.
 The HTTP tests are async (the app runs on an event loop); database set-up here is sync, in
 sync fixtures, which run outside the event loop.
 """
@@ -18,8 +19,9 @@ from sqlalchemy.orm import sessionmaker
 
 from app.core.config import Settings
 from app.db.session import Database, create_engine, get_read_connection
-from app.main import create_app
+from app.factory import create_app
 from tests.migrations import migrate_from_scratch
+from tests.settings import IsolatedSettings
 
 # Every test fails if it blocks the event loop: see tests/loop_guard.py.
 pytest_plugins = ["tests.loop_guard"]
@@ -30,7 +32,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     url = os.environ.get("TEST_DATABASE_URL") or (
         f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
     )
-    return Settings(_env_file=None, database_url=url)
+    return IsolatedSettings(database_url=url)
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,8 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from app.core.config import Settings
 from app.db.url import to_driver_url
+from tests.settings import IsolatedSettings
 
 
 @pytest.mark.parametrize(
@@ -33,4 +33,4 @@ def test_plain_urls_get_the_sync_drivers(pasted: str, used: str) -> None:
 )
 def test_a_url_that_does_not_fit_is_a_clear_startup_error(url: str, message: str) -> None:
     with pytest.raises(ValidationError, match=re.escape(message)):
-        Settings(_env_file=None, database_url=url)
+        IsolatedSettings(database_url=url)

@@ -1,0 +1,52 @@
+"""`create_app(settings)`: the application and its lifespan, built from the settings given."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI
+
+from app.api.body_limit import BodySizeLimitMiddleware
+from app.api.errors import add_error_handlers
+from app.api.router import router
+from app.core.concurrency import open_process_pool
+from app.core.config import Settings
+from app.core.logging import logging_off_the_loop
+from app.db.session import open_database
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the database and the process pool for the app's lifetime; release them after."""
+    settings: Settings = app.state.settings
+    # One ticket per pooled connection: a request waits for one on the event loop, holding no
+    # thread, so requests that hold a connection always find a thread to finish on.
+    app.state.connection_slots = anyio.Semaphore(settings.db_pool_size)
+    threads = anyio.to_thread.current_default_thread_limiter()
+    threads_before, threads.total_tokens = threads.total_tokens, settings.worker_threads
+    async with (
+        logging_off_the_loop(),
+        open_database(settings) as database,
+        open_process_pool(
+            settings.process_pool_workers,
+            queue_size=settings.cpu_queue_size,
+            time_limit=settings.cpu_job_timeout,
+        ) as process_pool,
+    ):
+        app.state.database = database
+        app.state.process_pool = process_pool
+        try:
+            yield
+        finally:
+            threads.total_tokens = threads_before
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(title=settings.project_name, lifespan=lifespan)
+    app.state.settings = settings
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    add_error_handlers(app)
+    app.include_router(router)
+    return app

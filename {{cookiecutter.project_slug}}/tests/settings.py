@@ -1,0 +1,18 @@
+"""Settings for tests: from the values given, never from the shell's environment or `.env`."""
+
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from app.core.config import Settings
+
+
+class IsolatedSettings(Settings):
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
