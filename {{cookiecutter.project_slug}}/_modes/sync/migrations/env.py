@@ -5,9 +5,12 @@ already (the tests) hands it over instead: `config.attributes["connection"]`.
 """
 
 from logging.config import fileConfig
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
+from sqlalchemy.types import TypeDecorator
 
 from app.core.config import Settings
 from app.db.session import create_engine
@@ -19,11 +22,20 @@ if config.config_file_name is not None:
 target_metadata = Base.metadata
 
 
+def render_item(kind: str, item: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    """Write the models' own column types (UTCDateTime) as the SQLAlchemy types they store:
+    a migration must not import the app's code, which changes after the migration is written."""
+    if kind == "type" and isinstance(item, TypeDecorator):
+        return f"sa.{item.impl_instance!r}"
+    return False  # alembic's default rendering
+
+
 def run_migrations(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite can only ALTER tables by copying them
+        render_item=render_item,
     )
     with context.begin_transaction():
         context.run_migrations()
