@@ -9,6 +9,8 @@ EXPECTED = {
     ("/api/v1/items/{item_id}", "get"): {"200", "404", "422", "503"},
     ("/api/v1/items/{item_id}", "patch"): {"200", "400", "404", "413", "422", "503"},
     ("/api/v1/items/{item_id}", "delete"): {"204", "404", "422", "503"},
+    ("/api/v1/items/{item_id}/tags", "get"): {"200", "404", "422", "503"},
+    ("/api/v1/items/{item_id}/tags", "post"): {"201", "400", "404", "409", "413", "422", "503"},
     ("/api/v1/examples/primes", "get"): {"200", "422", "503"},
 }
 

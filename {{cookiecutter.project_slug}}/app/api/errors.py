@@ -8,12 +8,12 @@ from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.requests import ClientDisconnect
 
 from app.core.concurrency import JobFailedError, OverloadedError
-from app.db.errors import DatabaseUnavailableError, is_outage
+from app.db.errors import DatabaseUnavailableError, constraint_violation, is_outage
 from app.schemas.errors import ErrorMessage
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,21 @@ BODY_ERRORS: dict[int | str, dict[str, Any]] = {
         "model": ErrorMessage,
         "description": "The body is larger than the configured limit",
     },
+}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    status.HTTP_409_CONFLICT: {
+        "model": ErrorMessage,
+        "description": "Conflicts with what is stored: a duplicate, or a reference to "
+        "something that no longer exists",
+    },
+}
+# What a 409 says, by the constraint the request broke (names from the models' convention).
+CONFLICT_DETAILS = {
+    "uq_tags_item_id": "The item already has a tag of that name",
+}
+DEFAULT_CONFLICT_DETAILS = {
+    "unique": "Conflicts with something already stored",
+    "foreign key": "Refers to something that does not exist",
 }
 # The longest input a 422 answer echoes back; longer input is left out of the answer.
 ECHO_LIMIT = 100
@@ -100,6 +115,26 @@ async def _client_disconnected(request: Request, error: Exception) -> Response:
     return Response(status_code=499)
 
 
+async def _conflict(request: Request, error: Exception) -> JSONResponse:
+    assert isinstance(error, IntegrityError)
+    violation = constraint_violation(error)
+    if violation is None:
+        raise error  # NOT NULL or CHECK: the code let bad data through, a bug (500)
+    detail = CONFLICT_DETAILS.get(
+        violation.constraint or "", DEFAULT_CONFLICT_DETAILS[violation.kind]
+    )
+    return JSONResponse({"detail": detail}, status_code=status.HTTP_409_CONFLICT)
+
+
+async def _lazy_load(request: Request, error: Exception) -> Response:
+    if "lazy='raise'" in str(error):
+        error.add_note(
+            "Load the relationship in the query that needs it, e.g. "
+            "`select(Item).options(selectinload(Item.tags))` (README: Relationships)."
+        )
+    raise error
+
+
 async def _database_error(request: Request, error: Exception) -> JSONResponse:
     if isinstance(error, DBAPIError) and is_outage(error):
         return await _database_unavailable(request, error)
@@ -115,3 +150,6 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(JobFailedError, _job_failed)
     app.add_exception_handler(ClientDisconnect, _client_disconnected)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(IntegrityError, _conflict)
+    # A relationship read that was not loaded: still a 500, with a note that says what to do.
+    app.add_exception_handler(InvalidRequestError, _lazy_load)

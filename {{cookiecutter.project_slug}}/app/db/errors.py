@@ -1,6 +1,9 @@
-"""Telling a database outage (retry later: 503) from a bug (500)."""
+"""Telling a database outage (retry later: 503) and a constraint violation (409) from a bug."""
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 
 # SQLSTATE classes of a server that is unreachable or refusing work: connection exceptions,
 # authorization, unknown database, insufficient resources (too many connections), operator
@@ -25,3 +28,39 @@ def is_outage(error: DBAPIError) -> bool:
         return int(sqlite_code) & 0xFF in SQLITE_OUTAGE_CODES
     # Raised with no error code when the driver cannot connect at all.
     return isinstance(error, OperationalError | InterfaceError)
+
+
+@dataclass(frozen=True)
+class ConstraintViolation:
+    kind: Literal["unique", "foreign key"]
+    # The constraint's name, as the models' naming convention gives it ("uq_tags_item_id"),
+    # where the database says (PostgreSQL; SQLite for a unique constraint only).
+    constraint: str | None
+
+
+POSTGRES_VIOLATIONS: dict[str, Literal["unique", "foreign key"]] = {
+    "23505": "unique",
+    "23503": "foreign key",
+}
+SQLITE_VIOLATIONS: dict[str, Literal["unique", "foreign key"]] = {
+    "SQLITE_CONSTRAINT_UNIQUE": "unique",
+    "SQLITE_CONSTRAINT_PRIMARYKEY": "unique",
+    "SQLITE_CONSTRAINT_FOREIGNKEY": "foreign key",
+}
+
+
+def constraint_violation(error: IntegrityError) -> ConstraintViolation | None:
+    """Which unique or foreign key constraint the statement broke; None for other violations."""
+    orig = error.orig
+    if (kind := POSTGRES_VIOLATIONS.get(str(getattr(orig, "pgcode", "")))) is not None:
+        # psycopg2 puts the name in `diag`, asyncpg on the error its adapter wraps.
+        diagnostics = getattr(orig, "diag", None) or getattr(orig, "__cause__", None)
+        return ConstraintViolation(kind, getattr(diagnostics, "constraint_name", None))
+    if (kind := SQLITE_VIOLATIONS.get(str(getattr(orig, "sqlite_errorname", "")))) is None:
+        return None
+    # "UNIQUE constraint failed: tags.item_id, tags.name": named as the convention would.
+    _, _, columns = str(orig).partition(": ")
+    table, _, column = columns.split(",")[0].strip().partition(".")
+    return ConstraintViolation(
+        kind, f"uq_{table}_{column}" if kind == "unique" and column else None
+    )

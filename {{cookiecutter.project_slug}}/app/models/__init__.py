@@ -2,5 +2,6 @@
 
 from app.models.base import Base
 from app.models.item import Item
+from app.models.tag import Tag
 
-__all__ = ["Base", "Item"]
+__all__ = ["Base", "Item", "Tag"]

@@ -1,11 +1,14 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
+from sqlalchemy.exc import IntegrityError
 
 from app.api.deps import ItemDep, ItemId, ReadConnectionDep, SessionDep, item_not_found
-from app.api.errors import BODY_ERRORS, NOT_FOUND, UNAVAILABLE
-from app.repositories import items
+from app.api.errors import BODY_ERRORS, CONFLICT, NOT_FOUND, UNAVAILABLE
+from app.db.errors import constraint_violation
+from app.repositories import items, tags
 from app.schemas.item import ItemCreate, ItemRead, ItemUpdate
+from app.schemas.tag import TagCreate, TagRead
 from app.schemas.types import MAX_INT32
 
 router = APIRouter(prefix="/items", tags=["items"], responses=UNAVAILABLE)
@@ -45,3 +48,27 @@ async def update_item(item: ItemDep, changes: ItemUpdate, session: SessionDep) -
 @router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
 async def delete_item(item: ItemDep, session: SessionDep) -> None:
     await items.delete_item(session, item)
+
+
+@router.get("/{item_id}/tags", responses=NOT_FOUND)
+async def list_tags(item_id: ItemId, session: SessionDep) -> list[TagRead]:
+    found = await tags.read_tags(session, item_id)
+    if found is None:
+        raise item_not_found()
+    return [TagRead.model_validate(tag) for tag in found]
+
+
+@router.post(
+    "/{item_id}/tags",
+    status_code=status.HTTP_201_CREATED,
+    responses=NOT_FOUND | CONFLICT | BODY_ERRORS,
+)
+async def add_tag(item_id: ItemId, data: TagCreate, session: SessionDep) -> TagRead:
+    try:
+        tag = await tags.add_tag(session, item_id, data)
+    except IntegrityError as error:
+        violation = constraint_violation(error)
+        if violation is not None and violation.kind == "foreign key":
+            raise item_not_found() from error  # the item of the path does not exist
+        raise  # a duplicate: 409 (app/api/errors.py)
+    return TagRead.model_validate(tag)
