@@ -88,7 +88,7 @@ def test_every_kind_of_blocking_fails_its_test_once(
 ) -> None:
     _, results = guarded_run
     blocking = {name: texts for name, texts in results.items() if name.startswith("test_blocking")}
-    assert len(blocking) == 24, sorted(results)
+    assert len(blocking) == 25, sorted(results)
     missed = [name for name, texts in blocking.items() if len(texts) != 1]
     assert missed == [], {name: blocking[name] for name in missed}
     unguarded = [name for name, [text] in blocking.items() if "blocked the event loop" not in text]
@@ -171,6 +171,9 @@ def test_short_calls_are_caught_by_rule(guarded_run: tuple[str, dict[str, list[s
     resolve = message(results, "test_blocking[getaddrinfo]")
     assert "socket.getaddrinfo on the event loop during GET /blocking/getaddrinfo" in resolve
     assert "Name resolution" in resolve
+    tls = message(results, "test_blocking[client-per-request]")
+    assert "ssl.SSLContext.load_verify_locations on the event loop" in tls
+    assert "share the app's client (HttpClientDep" in tls
     log = message(results, "test_blocking[log-to-file]")
     assert "on the event loop during GET /blocking/log-to-file" in log
 

@@ -37,7 +37,7 @@ from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from app.api.deps import ProcessPoolDep, SessionDep
+from app.api.deps import HttpClientDep, ProcessPoolDep, SessionDep
 from app.core.concurrency import run_in_thread
 from app.services.primes import count_primes_below
 
@@ -149,6 +149,12 @@ async def slow_middleware(
     return await call_next(request)
 
 
+@router.get("/client-per-request")
+async def client_per_request() -> dict[str, bool]:
+    async with httpx.AsyncClient() as client:  # loads the certificate store, on the loop
+        return {"closed": client.is_closed}
+
+
 @router.get("/first-only")
 async def first_only() -> dict[str, int]:
     # A cache built by the first request: it blocks once, after every deploy.
@@ -243,8 +249,7 @@ def install(app: FastAPI) -> None:
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         if blocks:
             bound_sleep(SHORT)  # start-up blocks
-        async with served(app) as state, httpx.AsyncClient(timeout=5) as http:
-            app.state.http = http
+        async with served(app) as state:
             yield state
         if blocks:
             socket.gethostbyname("localhost")  # shut-down blocks
@@ -311,9 +316,12 @@ async def log() -> dict[str, str]:
 
 
 @correct.get("/remote")
-async def remote(request: Request, url: str) -> dict[str, int]:
-    http: httpx.AsyncClient = request.app.state.http
-    response = await http.get(url)
+async def remote(http: HttpClientDep, url: str) -> dict[str, int]:
+    # The app's shared client (sync mode: an httpx.Client, called in a worker thread).
+    if isinstance(http, httpx.AsyncClient):
+        response = await http.get(url)
+    else:
+        response = await run_in_thread(http.get, url)
     return {"status": response.status_code}
 
 

@@ -41,6 +41,7 @@ BLOCKING = [
     "stream",
     "log-to-file",
     "wait-in-c",
+    "client-per-request",
 ]
 CORRECT = ["async-sleep", "sleep-in-thread", "cpu-in-process-pool", "sleep-in-def"]
 

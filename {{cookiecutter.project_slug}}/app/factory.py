@@ -12,13 +12,15 @@ from app.api.errors import add_error_handlers
 from app.api.router import router
 from app.core.concurrency import open_process_pool
 from app.core.config import Settings
+from app.core.http import open_http_client
 from app.core.logging import logging_off_the_loop
 from app.db.session import open_database
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Open the database and the process pool for the app's lifetime; release them after."""
+    """Open the database, the HTTP client and the process pool for the app's lifetime; release
+    them after."""
     settings: Settings = app.state.settings
     # One ticket per pooled connection: a request waits for one on the event loop, holding no
     # thread, so requests that hold a connection always find a thread to finish on.
@@ -28,6 +30,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with (
         logging_off_the_loop(),
         open_database(settings) as database,
+        open_http_client(settings) as http_client,
         open_process_pool(
             settings.process_pool_workers,
             queue_size=settings.cpu_queue_size,
@@ -35,6 +38,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ) as process_pool,
     ):
         app.state.database = database
+        app.state.http_client = http_client
         app.state.process_pool = process_pool
         try:
             yield

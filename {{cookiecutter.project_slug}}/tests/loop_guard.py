@@ -10,9 +10,10 @@ What it catches, with no fixture to request:
 
 - **Blocking calls**, however short: blockbuster's rules (sleeps, file and socket I/O, sqlite3,
   waiting on locks, events, queues and futures) and this file's own (name resolution, waiting for
-  child processes, file metadata, sync database drivers and engines, importing a module from
-  the project's code). Names bound before the guard started (`from time import sleep`) are
-  rebound in the project's modules. A call the code under test catches is still reported.
+  child processes, file metadata, loading TLS certificates, sync database drivers and engines,
+  importing a module from the project's code). Names bound before the guard started
+  (`from time import sleep`) are rebound in the project's modules. A call the code under test
+  catches is still reported.
 - **Stalls**: every loop callback is timed, and one that held the loop longer than the stall
   limit fails the test the first time: this sees CPU work and blocking inside C extensions,
   which no call rule can. Time the machine took the loop's thread off the CPU (which starves the
@@ -155,6 +156,11 @@ def _advice(problem: "Problem", cpu_bound: bool) -> str:
     own = any(_in_app(filename) for filename in files)
     if what.startswith("import "):
         return "Import modules at the top of the file: an import reads files and runs code."
+    if what.startswith("ssl.SSLContext"):
+        return (
+            "Making an HTTP client loads the certificate store: share the app's client "
+            "(HttpClientDep, opened by the lifespan) instead of making one per request."
+        )
     if what.startswith("socket.get"):
         return (
             "Name resolution can take seconds: use an async client, or "
@@ -255,6 +261,11 @@ MORE_RULES: list[tuple[str, Callable[..., bool]]] = [
         for name in ("connect_ex", "sendmsg", "recvmsg_into", "sendfile")
     ],
     ("select.select", _select_returns_at_once),
+    # TLS: loading certificates reads files and parses them (an HTTP client made per request)
+    *[
+        (f"ssl.SSLContext.{name}", _blocking_unless_non_blocking)
+        for name in ("load_verify_locations", "load_cert_chain", "load_default_certs")
+    ],
     # child processes: waiting for one, or starting a shell
     *[(f"os.{name}", _wait_returns_at_once) for name in ("waitpid", "wait4", "waitid")],
     *[(f"os.{name}", _blocking_unless_non_blocking) for name in ("wait", "wait3", "system")],

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     cpu_queue_size: int = Field(default=4, ge=0)
     cpu_job_timeout: float = Field(default=30.0, gt=0)
 
+    # The shared client for calls to other services (HttpClientDep): seconds for each step of a
+    # call (connecting, sending, each read, waiting for a free connection), and its pool.
+    http_timeout: float = Field(default=10.0, gt=0)
+    http_max_connections: int = Field(default=100, ge=1)
+    http_max_keepalive_connections: int = Field(default=20, ge=0)
+
     # Request bodies larger than this many bytes are refused with 413 before they are read.
     max_request_body_bytes: int = Field(default=256 * 1024, ge=1024)
 

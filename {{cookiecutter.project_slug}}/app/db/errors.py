@@ -53,7 +53,7 @@ def constraint_violation(error: IntegrityError) -> ConstraintViolation | None:
     """Which unique or foreign key constraint the statement broke; None for other violations."""
     orig = error.orig
     if (kind := POSTGRES_VIOLATIONS.get(str(getattr(orig, "pgcode", "")))) is not None:
-        # psycopg2 puts the name in `diag`, asyncpg on the error its adapter wraps.
+        # One driver gives the name in `diag`; the other on the error its adapter wraps.
         diagnostics = getattr(orig, "diag", None) or getattr(orig, "__cause__", None)
         return ConstraintViolation(kind, getattr(diagnostics, "constraint_name", None))
     if (kind := SQLITE_VIOLATIONS.get(str(getattr(orig, "sqlite_errorname", "")))) is None:

@@ -2,6 +2,7 @@
 
 from typing import Annotated
 
+import httpx
 from fastapi import Depends, HTTPException, Path, Request, status
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -23,8 +24,15 @@ async def get_process_pool(request: Request) -> ProcessPool:
     return pool
 
 
+async def get_http_client(request: Request) -> httpx.AsyncClient:
+    client: httpx.AsyncClient = request.app.state.http_client
+    return client
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ProcessPoolDep = Annotated[ProcessPool, Depends(get_process_pool)]
+# The app's one client for calls to other services (app/core/http.py); tests stub it.
+HttpClientDep = Annotated[httpx.AsyncClient, Depends(get_http_client)]
 # scope="function": commit before the response is sent, so a failed commit is an error response.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 # For handlers that only read: no transaction, so no BEGIN and COMMIT round trips.

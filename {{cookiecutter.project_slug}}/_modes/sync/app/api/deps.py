@@ -2,6 +2,7 @@
 
 from typing import Annotated
 
+import httpx
 from fastapi import Depends, HTTPException, Path, Request, status
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
@@ -24,8 +25,15 @@ def get_process_pool(request: Request) -> ProcessPool:
     return pool
 
 
+def get_http_client(request: Request) -> httpx.Client:
+    client: httpx.Client = request.app.state.http_client
+    return client
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ProcessPoolDep = Annotated[ProcessPool, Depends(get_process_pool)]
+# The app's one client for calls to other services (app/core/http.py); tests stub it.
+HttpClientDep = Annotated[httpx.Client, Depends(get_http_client)]
 # scope="function": commit before the response is sent, so a failed commit is an error response.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 # For handlers that only read: SQLAlchemy Core on a pooled connection, no ORM bookkeeping.

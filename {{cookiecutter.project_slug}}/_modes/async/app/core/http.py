@@ -1,0 +1,29 @@
+"""One HTTP client for calls to other services, shared by every request.
+
+Opened by the lifespan and closed after it, so connections (and TLS sessions) are reused, and
+built in a thread: loading the certificate store takes tens of milliseconds, which a client
+made per request would spend on the event loop each time.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import httpx
+
+from app.core.concurrency import run_in_thread
+from app.core.config import Settings
+
+
+@asynccontextmanager
+async def open_http_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    make = partial(
+        httpx.AsyncClient,
+        timeout=settings.http_timeout,
+        limits=httpx.Limits(
+            max_connections=settings.http_max_connections,
+            max_keepalive_connections=settings.http_max_keepalive_connections,
+        ),
+    )
+    async with await run_in_thread(make) as client:
+        yield client

@@ -1,0 +1,33 @@
+"""One HTTP client for calls to other services, shared by every request.
+
+Opened by the lifespan and closed after it, so connections (and TLS sessions) are reused.
+`def` handlers call it from their worker threads; an httpx client is safe to share between
+threads.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import httpx
+
+from app.core.concurrency import run_in_thread
+from app.core.config import Settings
+
+
+@asynccontextmanager
+async def open_http_client(settings: Settings) -> AsyncIterator[httpx.Client]:
+    make = partial(
+        httpx.Client,
+        timeout=settings.http_timeout,
+        limits=httpx.Limits(
+            max_connections=settings.http_max_connections,
+            max_keepalive_connections=settings.http_max_keepalive_connections,
+        ),
+    )
+    # Building it loads the certificate store; closing it closes sockets: both off the loop.
+    client = await run_in_thread(make)
+    try:
+        yield client
+    finally:
+        await run_in_thread(client.close)
