@@ -14,7 +14,7 @@ from typing import IO
 
 import httpx
 
-from tests.conftest import run
+from tests.helpers import run
 from tests.postgres import free_port
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import TEMPLATE, bake, mode_of, run
+from tests.helpers import TEMPLATE, bake, mode_of, run
 
 TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\}\}|%\}|cookiecutter\.")
 # Words that belong to one mode only: a bake of the other mode must not contain them.

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DATABASES, MODES, bake, clean_env, create_database, mode_of, run
+from tests.helpers import DATABASES, MODES, bake, clean_env, create_database, mode_of, run
 from tests.serve import migrated_copy, serving, uvicorn
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import clean_env, create_database, mode_of
+from tests.helpers import clean_env, create_database, mode_of
 from tests.postgres import PostgresServer, free_port, require_bindir, throwaway_postgres
 from tests.serve import answers, migrated_copy, serving, uvicorn
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_env, create_database, mode_of, run
+from tests.helpers import clean_env, create_database, mode_of, run
 from tests.serve import migrated_copy, serving, uvicorn
 
 CHECKS = [

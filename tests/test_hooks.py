@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import bake, bake_cli
+from tests.helpers import bake, bake_cli
 
 
 @pytest.mark.parametrize(

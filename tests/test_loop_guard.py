@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_env, mode_of, run
+from tests.helpers import clean_env, mode_of, run
 
 CASES = Path(__file__).parent / "cases"
 

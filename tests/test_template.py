@@ -5,7 +5,7 @@ import sys
 
 import yaml
 
-from tests.conftest import TEMPLATE, run
+from tests.helpers import TEMPLATE, run
 
 
 def test_cookiecutter_json_defaults_come_first() -> None:

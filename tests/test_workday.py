@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DATABASES, clean_env, create_database, mode_of, run
+from tests.helpers import DATABASES, clean_env, create_database, mode_of, run
 
 CASES = Path(__file__).parent / "cases" / "workday"
 BAD_URL = "not-a-database-url"

@@ -7,7 +7,7 @@ from pydantic import AfterValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.core.concurrency import usable_cpus
-from app.db.url import to_driver_url
+from app.core.database_url import to_driver_url
 
 DatabaseUrl = Annotated[str, AfterValidator(to_driver_url)]
 

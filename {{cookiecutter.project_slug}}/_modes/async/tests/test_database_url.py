@@ -3,7 +3,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from app.db.url import to_driver_url
+from app.core.database_url import to_driver_url
 from tests.settings import IsolatedSettings
 
 

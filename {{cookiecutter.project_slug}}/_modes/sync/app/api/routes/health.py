@@ -1,7 +1,7 @@
 from fastapi import APIRouter
 from sqlalchemy import text
 
-from app.api.deps import ReadConnectionDep
+from app.api.deps import ReadConnectionDep, SettingsDep
 from app.api.errors import UNAVAILABLE
 from app.schemas.health import HealthStatus
 
@@ -18,7 +18,11 @@ async def live() -> HealthStatus:
 
 
 @router.get("/ready", responses=UNAVAILABLE)
-def ready(connection: ReadConnectionDep) -> HealthStatus:
-    """The database answers (bounded by the connect, pool and statement timeouts)."""
+def ready(connection: ReadConnectionDep, settings: SettingsDep) -> HealthStatus:
+    """The database answers within DB_PING_TIMEOUT (and the connect and pool timeouts)."""
+    if connection.dialect.name == "postgresql":
+        # For this transaction only: the pool rolls it back when the connection returns.
+        milliseconds = int(settings.db_ping_timeout * 1000)
+        connection.exec_driver_sql(f"SET LOCAL statement_timeout = {milliseconds}")
     connection.execute(text("SELECT 1"))
     return HealthStatus()

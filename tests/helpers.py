@@ -1,0 +1,90 @@
+"""Helpers of the template's tests: baking, running commands, databases."""
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg2
+from cookiecutter.main import cookiecutter
+
+TEMPLATE = Path(__file__).parents[1]
+# The CI matrix runs one combination a job: TEMPLATE_MODES=sync TEMPLATE_DATABASES=postgresql.
+MODES = os.environ.get("TEMPLATE_MODES", "async,sync").split(",")
+DATABASES = os.environ.get("TEMPLATE_DATABASES", "sqlite,postgresql").split(",")
+
+
+def bake(output_dir: Path, **answers: str) -> Path:
+    """Bake the template with these answers (the rest default) and return the project."""
+    project = cookiecutter(
+        str(TEMPLATE),
+        no_input=True,
+        extra_context=answers,
+        output_dir=str(output_dir),
+        config_file=str(write_config()),
+    )
+    return Path(project)
+
+
+def run(
+    *command: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a command to completion and capture its output; the caller checks the outcome."""
+    return subprocess.run(
+        [str(part) for part in command],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def bake_cli(output_dir: Path, *answers: str) -> subprocess.CompletedProcess[str]:
+    """Run the `cookiecutter` command, as a user would, with NAME=VALUE answers."""
+    env = {**os.environ, "COOKIECUTTER_CONFIG": str(write_config())}
+    return run(
+        sys.executable,
+        "-m",
+        "cookiecutter",
+        "--no-input",
+        "-o",
+        output_dir,
+        TEMPLATE,
+        *answers,
+        env=env,
+    )
+
+
+def mode_of(project: Path) -> str:
+    """The `database_access` a project was baked with."""
+    return "async" if "asyncpg" in (project / "pyproject.toml").read_text() else "sync"
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """This process's environment without database URLs or virtualenv, plus `overrides`."""
+    env = {k: v for k, v in os.environ.items() if "DATABASE_URL" not in k and k != "VIRTUAL_ENV"}
+    return {**env, **overrides}
+
+
+def write_config() -> Path:
+    """A cookiecutter config that keeps replay files out of the user's home and the output."""
+    directory = Path(tempfile.mkdtemp(prefix="cookiecutter-"))
+    config = directory / "config.yaml"
+    config.write_text(
+        f"cookiecutters_dir: {directory / 'cookiecutters'}\nreplay_dir: {directory / 'replay'}\n"
+    )
+    return config
+
+
+def create_database(admin_url: str, name: str) -> str:
+    """(Re)create database `name` on the server of `admin_url`; return its URL."""
+    connection = psycopg2.connect(admin_url)
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    connection.close()
+    base, _, _ = admin_url.rpartition("/")
+    return f"{base}/{name}"
