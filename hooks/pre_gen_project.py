@@ -18,8 +18,8 @@ def slug_like(value: str) -> str:
 
 CHECKS = {
     "project_name": (
-        lambda v: bool(v.strip()) and not re.search(r'["\\\x00-\x1f]', v),
-        "a non-empty name without double quotes, backslashes or control characters",
+        lambda v: bool(v.strip()) and not re.search(r"[\x00-\x1f\x7f]", v),
+        "a non-empty name on one line (any other characters are fine)",
         "My Service",
     ),
     "project_slug": (

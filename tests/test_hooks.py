@@ -1,10 +1,12 @@
 """Bad answers stop before anything is written, saying what to type instead."""
 
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import bake, bake_cli
+from tests.helpers import bake, bake_cli, clean_env, run
 
 
 @pytest.mark.parametrize(
@@ -17,7 +19,7 @@ from tests.helpers import bake, bake_cli
         ("python_version=3.9", "'3.9'", "python_version='3.11'"),
         ("python_version=3.11.4", "'3.11.4'", "python_version='3.11'"),
         ("author_email=nobody", "'nobody'", "author_email='you@example.com'"),
-        ('project_name=Say "hi"', "'Say \"hi\"'", "project_name='My Service'"),
+        ("project_name=Two\nlines", "'Two\\nlines'", "project_name='My Service'"),
         ("project_name= ", "' '", "project_name='My Service'"),
     ],
     ids=lambda value: value if "=" in value else "",
@@ -73,3 +75,29 @@ def test_the_cli_bakes_each_mode_and_prints_the_next_steps(tmp_path: Path, mode:
     assert result.returncode == 0, result.stderr
     assert "./scripts/run.sh" in result.stdout
     assert (tmp_path / "my-service" / "app" / "main.py").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "description"),
+    [
+        ('Café "Ops" Service', "Serves \"ops\", \\ and 'more'"),
+        ("Bob's \\ API", "Bob's"),
+        ("Ünïcödé 'quotes' \"both\"", "plain"),
+    ],
+)
+def test_any_project_name_is_kept_verbatim(tmp_path: Path, name: str, description: str) -> None:
+    project = bake(tmp_path, project_name=name, project_slug="svc", description=description)
+
+    assert (project / "README.md").read_text().splitlines()[0] == f"# {name}"
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["description"] == description
+    shown = run(
+        sys.executable,
+        "-c",
+        "from app.factory import create_app; print(create_app().openapi()['info']['title'])",
+        cwd=project,
+        env=clean_env(),
+    )
+    assert shown.stdout == f"{name}\n", shown.stderr
+    lint = run(sys.executable, "-m", "ruff", "format", "--check", "app/core/config.py", cwd=project)
+    assert lint.returncode == 0, lint.stdout

@@ -23,7 +23,7 @@ ENV_FILE = Path(__file__).resolve().parents[2] / ".env"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", validate_default=True)
 
-    project_name: str = "{{ cookiecutter.project_name }}"
+    project_name: str = {{ cookiecutter.project_name | python_string }}
 
     # Plain URLs (postgresql://, postgres://, sqlite:///) are mapped to this project's drivers.
     # The default is an embedded SQLite file, so a fresh clone runs with no database server.
