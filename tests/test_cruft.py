@@ -1,0 +1,58 @@
+"""A bake follows the template with cruft: created from a git copy, then updated in place.
+
+The template is copied to a git repository of its own, a project is created from it with
+`cruft create`, the template gets a commit, and `cruft update` brings that change into the
+project, as the baked README says. The hooks are deterministic, so nothing else changes.
+"""
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from tests.helpers import TEMPLATE, clean_env, run
+
+IGNORED = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache")
+
+
+def git(*args: str, cwd: Path) -> str:
+    result = run("git", "-c", "user.name=T", "-c", "user.email=t@example.com", *args, cwd=cwd)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def cruft(*args: str, cwd: Path) -> tuple[int, str]:
+    result = run(sys.executable, "-m", "cruft", *args, cwd=cwd, env=clean_env())
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_cruft_update_brings_a_template_change_into_a_bake(tmp_path: Path) -> None:
+    template = tmp_path / "template"
+    shutil.copytree(TEMPLATE, template, ignore=IGNORED)
+    git("init", "-q", "-b", "main", cwd=template)
+    git("add", "-A", cwd=template)
+    git("commit", "-q", "-m", "template v1", cwd=template)
+
+    code, output = cruft(
+        "create", str(template), "--no-input", "--extra-context", '{"project_slug": "svc"}',
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 0, output
+    project = tmp_path / "svc"
+    assert json.loads((project / ".cruft.json").read_text())["template"] == str(template)
+    git("init", "-q", "-b", "main", cwd=project)
+    git("add", "-A", cwd=project)
+    git("commit", "-q", "-m", "baked", cwd=project)
+    assert cruft("check", cwd=project)[0] == 0, "a fresh bake is up to date"
+
+    readme = template / "{{cookiecutter.project_slug}}" / "README.md"
+    readme.write_text(readme.read_text() + "\nA line the template added later.\n")
+    git("commit", "-q", "-am", "template v2", cwd=template)
+    assert cruft("check", cwd=project)[0] != 0, "the bake is behind the template now"
+
+    code, output = cruft("update", "--skip-apply-ask", "--allow-untracked-files", cwd=project)
+    assert code == 0, output
+    assert (project / "README.md").read_text().endswith("\nA line the template added later.\n")
+    changed = git("status", "--porcelain", cwd=project).split()
+    assert sorted(changed) == sorted(["M", ".cruft.json", "M", "README.md"]), changed
+    assert cruft("check", cwd=project)[0] == 0
