@@ -10,7 +10,7 @@ import psycopg2
 from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).parents[1]
-# The CI matrix runs one combination a job: TEMPLATE_MODES=sync TEMPLATE_DATABASES=postgresql.
+# The CI matrix runs one mode a job (TEMPLATE_MODES=sync); TEMPLATE_DATABASES narrows a local run.
 MODES = os.environ.get("TEMPLATE_MODES", "async,sync").split(",")
 DATABASES = os.environ.get("TEMPLATE_DATABASES", "sqlite,postgresql").split(",")
 
