@@ -69,10 +69,14 @@ def test_installs_from_its_own_pyproject_and_its_scripts_work(mode: str, tmp_pat
     forgot. Lint, types and the whole suite are checked elsewhere; here one test file runs."""
     project = bake(tmp_path, database_access=mode)
     env = clean_env()
+    installed = run("./scripts/setup.sh", cwd=project, env=env)
+    assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
     smoke = ["-q", "-p", "no:cacheprovider", "tests/test_health.py"]
-    tested = run("./scripts/test.sh", *smoke, cwd=project, env=env)
+    tested = run(".venv/bin/pytest", *smoke, cwd=project, env=env)
     assert tested.returncode == 0, tested.stdout[-5000:] + tested.stderr[-5000:]
     assert " passed" in tested.stdout
+    for tool in ("ruff", "mypy", "alembic", "fastapi"):  # what scripts/test.sh and the README run
+        assert (project / ".venv" / "bin" / tool).exists(), tool
 
     with serving(["./scripts/run.sh"], project, env) as client:
         assert client.get("/health/ready").json() == {"status": "ok"}
