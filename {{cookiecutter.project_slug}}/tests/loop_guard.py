@@ -166,7 +166,13 @@ def _advice(problem: "Problem", cpu_bound: bool) -> str:
             "Name resolution can take seconds: use an async client, or "
             "`await asyncio.get_running_loop().getaddrinfo(...)`."
         )
-    parsing = any("/json/" in f or f.endswith("starlette/requests.py") for f in files)
+    # Reading the body (starlette), decoding its JSON, validating it (FastAPI, with pydantic).
+    parsing = any(
+        "/json/" in frame.filename.replace("\\", "/")
+        or frame.filename.replace("\\", "/").endswith("starlette/requests.py")
+        or frame.name == "request_body_to_args"
+        for frame in stack
+    )
     if not own and (parsing or (not files and problem.body_bytes > BIG_BODY)):
         return (
             f"A request body ({problem.body_bytes} bytes) is parsed on the loop, even for a "
