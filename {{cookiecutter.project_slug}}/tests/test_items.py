@@ -149,6 +149,26 @@ async def test_a_422_does_not_echo_a_long_input_back(client: AsyncClient) -> Non
     assert len(response.content) < 1000
 
 
+@pytest.mark.parametrize("method", ["post", "patch"])
+async def test_a_422_names_the_field_the_rule_and_nothing_internal(
+    client: AsyncClient, method: str
+) -> None:
+    item = await create(client)
+    url = ITEMS if method == "post" else f"{ITEMS}/{item['id']}"
+    response = await client.request(method, url, json={"title": ""})
+    assert response.status_code == 422
+    assert response.json() == {
+        "detail": [
+            {
+                "type": "string_too_short",
+                "loc": ["body", "title"],
+                "msg": "String should have at least 1 character",
+                "input": "",
+            }
+        ]
+    }
+
+
 async def test_a_body_over_the_limit_is_413_whether_or_not_its_length_is_declared(
     client: AsyncClient,
 ) -> None:

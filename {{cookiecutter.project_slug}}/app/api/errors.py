@@ -70,21 +70,37 @@ class _AsciiJSONResponse(JSONResponse):
         ).encode("ascii")
 
 
-def _short(error: dict[str, Any]) -> dict[str, Any]:
-    """The error with its input only when that is short (never a whole large body)."""
-    error = dict(error)
-    value = error.pop("input", None)
+def _field_path(location: Any) -> list[str | int]:
+    """The path to the field, without pydantic's internal steps (union members, validators)."""
+    return [
+        step
+        for step in location
+        if isinstance(step, int) or (isinstance(step, str) and step.isidentifier())
+    ]
+
+
+def _client_error(error: dict[str, Any]) -> dict[str, Any]:
+    """The field, the rule and a short message; the input only when it is short. Nothing of
+    the validators' internals (`ctx` and `loc` can hold their reprs and addresses)."""
+    answer: dict[str, Any] = {
+        "type": error["type"],
+        "loc": _field_path(error["loc"]),
+        "msg": error["msg"],
+    }
+    value = error.get("input")
     if isinstance(value, int | float | bool) or (
         isinstance(value, str) and len(value) <= ECHO_LIMIT
     ):
-        error["input"] = value
-    return error
+        answer["input"] = value
+    return answer
 
 
 async def _request_validation_error(
     request: Request, error: RequestValidationError
 ) -> JSONResponse:
-    errors = [_short(each) for each in error.errors()]
+    # "Input should be None" comes from the `| None` of an optional field whose value is
+    # wrong: the other error of that field says what is.
+    errors = [_client_error(each) for each in error.errors() if each["type"] != "none_required"]
     return _AsciiJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 

@@ -5,10 +5,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from app.models.item import DESCRIPTION_MAX_LENGTH, TITLE_MAX_LENGTH
-from app.schemas.types import StorableText
+from app.schemas.types import Storable
 
-Title = Annotated[StorableText, Field(min_length=1, max_length=TITLE_MAX_LENGTH)]
-Description = Annotated[StorableText, Field(max_length=DESCRIPTION_MAX_LENGTH)] | None
+# The length limits come first, so that they are checked as string rules ("String should have
+# at least 1 character"); then the check that the text can be stored.
+Title = Annotated[str, Field(min_length=1, max_length=TITLE_MAX_LENGTH), Storable]
+Description = Annotated[str, Field(max_length=DESCRIPTION_MAX_LENGTH), Storable] | None
 
 
 class ItemCreate(BaseModel):

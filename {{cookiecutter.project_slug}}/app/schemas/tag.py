@@ -3,13 +3,13 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.models.tag import TAG_NAME_MAX_LENGTH
-from app.schemas.types import StorableText
+from app.schemas.types import Storable
 
 
 class TagCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[StorableText, Field(min_length=1, max_length=TAG_NAME_MAX_LENGTH)]
+    name: Annotated[str, Field(min_length=1, max_length=TAG_NAME_MAX_LENGTH), Storable]
 
 
 class TagRead(BaseModel):

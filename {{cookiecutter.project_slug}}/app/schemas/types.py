@@ -19,7 +19,8 @@ def _storable(value: str) -> str:
     return value
 
 
-StorableText = Annotated[str, AfterValidator(_storable)]
+# After any length limits, in an Annotated field: `Annotated[str, Field(...), Storable]`.
+Storable = AfterValidator(_storable)
 
 # The largest value of a PostgreSQL `integer` column (and of the ids it stores).
 MAX_INT32 = 2**31 - 1
