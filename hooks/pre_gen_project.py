@@ -3,11 +3,17 @@
 import json
 import re
 import sys
+import unicodedata
 
 # The answers arrive as JSON data, never as code: no answer can change this script.
 ANSWERS = json.loads(r"""{{ cookiecutter | tojson }}""")
 
 SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13", "3.14")
+
+
+def one_clean_line(value: str) -> bool:
+    """No control or format characters (C0, DEL, C1 such as NEL, U+202E), no line breaks."""
+    return not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value)
 
 
 def slug_like(value: str) -> str:
@@ -18,8 +24,8 @@ def slug_like(value: str) -> str:
 
 CHECKS = {
     "project_name": (
-        lambda v: bool(v.strip()) and not re.search(r"[\x00-\x1f\x7f]", v),
-        "a non-empty name on one line (any other characters are fine)",
+        lambda v: bool(v.strip()) and one_clean_line(v),
+        "a non-empty name on one line, without control or format characters",
         "My Service",
     ),
     "project_slug": (
@@ -28,8 +34,8 @@ CHECKS = {
         slug_like(ANSWERS["project_slug"]),
     ),
     "description": (
-        lambda v: "\n" not in v,
-        "a single line",
+        one_clean_line,
+        "a single line, without control or format characters",
         "A FastAPI service.",
     ),
     "author_email": (

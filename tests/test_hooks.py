@@ -21,6 +21,11 @@ from tests.helpers import bake, bake_cli, clean_env, run
         ("author_email=nobody", "'nobody'", "author_email='you@example.com'"),
         ("project_name=Two\nlines", "'Two\\nlines'", "project_name='My Service'"),
         ("project_name= ", "' '", "project_name='My Service'"),
+        ("project_name=evil\u202etxt.exe", "'evil\\u202etxt.exe'", "project_name='My Service'"),
+        ("project_name=del\x7f", "'del\\x7f'", "project_name='My Service'"),
+        ("description=one\x85two", "'one\\x85two'", "description='A FastAPI service.'"),
+        ("description=one\u2028two", "'one\\u2028two'", "description='A FastAPI service.'"),
+        ("project_slug=/tmp/escape", "'/tmp/escape'", "project_slug='tmp-escape'"),
     ],
     ids=lambda value: value if "=" in value else "",
 )
