@@ -1,5 +1,7 @@
+import logging
 import time
 
+import pytest
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
@@ -46,3 +48,28 @@ async def test_a_database_that_is_down_gives_a_fast_503_not_a_500() -> None:
             assert elapsed < 5, f"{method} {path} took {elapsed:.1f}s"
         # The liveness probe does not depend on the database.
         assert (await client.get("/health")).status_code == 200
+
+
+async def test_an_outage_is_logged_without_forged_lines_or_secrets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = IsolatedSettings(
+        database_url="postgresql://nobody:s3cret-pass@127.0.0.1:1/nothing",
+        db_connect_timeout=1,
+        process_pool_workers=1,
+    )
+    app = create_app(settings)
+    # A path that would start a new, forged log line and colour the terminal, if logged as is.
+    forged = "/api/v1/items/1%0aWARNING%20all%20is%20well%1b[8m"
+    async with (
+        LifespanManager(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
+    ):
+        with caplog.at_level(logging.WARNING, logger="app.api.errors"):
+            assert (await client.get(forged)).status_code == 503
+    [record] = [r for r in caplog.records if r.name == "app.api.errors"]
+    line = record.getMessage()
+    assert "\n" not in line
+    assert "\x1b" not in line
+    assert "all is well\\x1b[8m" in line  # escaped, printed as text
+    assert "s3cret-pass" not in line

@@ -111,18 +111,37 @@ def _unavailable(detail: str, retry_after: int | None = None) -> JSONResponse:
     )
 
 
+def _printable(text: str) -> str:
+    """Request-derived text for a log line: control characters escaped, so that a path holding
+    a newline or a terminal escape cannot forge or hide log lines."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _request_line(request: Request) -> str:
+    return f"{request.method} {_printable(request.url.path)}"
+
+
+def _cause(error: Exception) -> str:
+    """The error's class and SQLSTATE: never its SQL text or bound parameters (user data)."""
+    if isinstance(error, DBAPIError):
+        code = getattr(error.orig, "pgcode", None) or getattr(error.orig, "sqlite_errorname", None)
+        name = type(error.orig).__name__
+        return f"{name} (SQLSTATE {code})" if code else name
+    return f"{type(error).__name__}: {_printable(str(error))}"
+
+
 async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
-    logger.warning("database unavailable for %s %s: %s", request.method, request.url.path, error)
+    logger.warning("database unavailable for %s: %s", _request_line(request), _cause(error))
     return _unavailable("Database unavailable, retry later", retry_after=5)
 
 
 async def _overloaded(request: Request, error: Exception) -> JSONResponse:
-    logger.warning("overloaded, refused %s %s: %s", request.method, request.url.path, error)
+    logger.warning("overloaded, refused %s: %s", _request_line(request), _cause(error))
     return _unavailable("Service overloaded, retry shortly", retry_after=1)
 
 
 async def _job_failed(request: Request, error: Exception) -> JSONResponse:
-    logger.warning("CPU job failed for %s %s: %s", request.method, request.url.path, error)
+    logger.warning("CPU job failed for %s: %s", _request_line(request), _cause(error))
     return _unavailable(f"The work was stopped: {error}")
 
 

@@ -21,7 +21,10 @@ ENV_FILE = Path(__file__).resolve().parents[2] / ".env"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=ENV_FILE, extra="ignore", validate_default=True)
+    # hide_input_in_errors: a mistyped setting is named, its value (a password in a URL) is not.
+    model_config = SettingsConfigDict(
+        env_file=ENV_FILE, extra="ignore", validate_default=True, hide_input_in_errors=True
+    )
 
     project_name: str = {{ cookiecutter.project_name | python_string }}
 

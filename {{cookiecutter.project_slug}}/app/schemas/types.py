@@ -4,8 +4,6 @@ PostgreSQL rejects NUL characters in text, and no database can store a lone UTF-
 (JSON allows "\\ud800"): such input is refused with 422 here instead of failing in the driver.
 """
 
-from typing import Annotated
-
 from pydantic import AfterValidator
 
 
