@@ -1,0 +1,13 @@
+"""The embedded SQLite database keeps its data private."""
+
+import stat
+from pathlib import Path
+
+from app.db.session import create_engine
+from tests.settings import IsolatedSettings
+
+
+def test_a_new_database_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "private.db"
+    create_engine(IsolatedSettings(database_url=f"sqlite:///{path}"))
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
