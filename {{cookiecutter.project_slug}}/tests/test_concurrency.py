@@ -2,10 +2,16 @@ import multiprocessing
 import os
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from app.core.concurrency import ProcessPool, open_process_pool, run_in_thread
+from app.core.concurrency import (
+    ProcessPool,
+    open_process_pool,
+    run_in_thread,
+    usable_cpus,
+)
 
 
 def thread_name() -> str:
@@ -63,3 +69,15 @@ async def test_open_process_pool_starts_every_worker_and_stops_them() -> None:
         assert len(started) == 2
         assert all(process.is_alive() for process in started)
     assert not any(process.is_alive() for process in started)
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("max 100000", None), ("150000 100000", 1), ("50000 100000", 1), ("400000 100000", 4)],
+)
+def test_usable_cpus_respect_a_container_cpu_quota(
+    tmp_path: Path, cpu_max: str, expected: int | None
+) -> None:
+    (tmp_path / "cpu.max").write_text(f"{cpu_max}\n")
+    affinity = usable_cpus(tmp_path / "missing")  # no cgroup file: the affinity alone
+    assert usable_cpus(tmp_path) == (affinity if expected is None else min(affinity, expected))

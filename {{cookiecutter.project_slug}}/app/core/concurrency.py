@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import anyio
@@ -44,9 +45,22 @@ class JobFailedError(Exception):
     """A CPU job was stopped: it ran past its time limit, or its worker process died."""
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity, which containers and `taskset` set)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+# The process's own cgroup, as a container sees it.
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def usable_cpus(cgroup: Path = CGROUP) -> int:
+    """The CPUs this process may use: those it may run on (its affinity: `taskset`, cpusets),
+    capped by a CPU quota (cgroup v2's `cpu.max`: `docker run --cpus`, Kubernetes limits)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()
+    except (OSError, ValueError):
+        return cpus  # no cgroup v2 here
+    if quota == "max":
+        return cpus
+    return max(1, min(cpus, int(quota) // int(period)))
 
 
 async def run_in_thread(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
