@@ -59,6 +59,7 @@ from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any
 
+import httpx
 import pytest
 from blockbuster import BlockBuster, BlockBusterFunction
 from sqlalchemy import Engine, event
@@ -167,11 +168,8 @@ def _advice(problem: "Problem", cpu_bound: bool) -> str:
             "`await asyncio.get_running_loop().getaddrinfo(...)`."
         )
     # Reading the body (starlette), decoding its JSON, validating it (FastAPI, with pydantic).
-    parsing = any(
-        "/json/" in frame.filename.replace("\\", "/")
-        or frame.filename.replace("\\", "/").endswith("starlette/requests.py")
-        or frame.name == "request_body_to_args"
-        for frame in stack
+    parsing = any("/json/" in f or f.endswith("starlette/requests.py") for f in files) or any(
+        frame.name == "request_body_to_args" for frame in stack
     )
     if not own and (parsing or (not files and problem.body_bytes > BIG_BODY)):
         return (
@@ -235,8 +233,8 @@ def _report(problems: list[Problem]) -> str:
 # --- call rules ------------------------------------------------------------------------------
 
 
-def _blocking_unless_non_blocking(*args: Any, **kwargs: Any) -> bool:
-    return False
+def _always_blocks(*_args: Any, **_kwargs: Any) -> bool:
+    return False  # "cannot block": never
 
 
 def _select_returns_at_once(*args: Any, **kwargs: Any) -> bool:
@@ -257,10 +255,10 @@ def _wait_returns_at_once(*args: Any, **_kwargs: Any) -> bool:
 MORE_RULES: list[tuple[str, Callable[..., bool]]] = [
     # name resolution: fast against /etc/hosts in tests, seconds when DNS is slow
     *[
-        (f"socket.{name}", _blocking_unless_non_blocking)
+        (f"socket.{name}", _always_blocks)
         for name in ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr")
     ],
-    ("socket.getnameinfo", _blocking_unless_non_blocking),
+    ("socket.getnameinfo", _always_blocks),
     # sockets: the calls blockbuster does not wrap
     *[
         (f"socket.socket.{name}", _non_blocking_socket)
@@ -269,15 +267,15 @@ MORE_RULES: list[tuple[str, Callable[..., bool]]] = [
     ("select.select", _select_returns_at_once),
     # TLS: loading certificates reads files and parses them (an HTTP client made per request)
     *[
-        (f"ssl.SSLContext.{name}", _blocking_unless_non_blocking)
+        (f"ssl.SSLContext.{name}", _always_blocks)
         for name in ("load_verify_locations", "load_cert_chain", "load_default_certs")
     ],
     # child processes: waiting for one, or starting a shell
     *[(f"os.{name}", _wait_returns_at_once) for name in ("waitpid", "wait4", "waitid")],
-    *[(f"os.{name}", _blocking_unless_non_blocking) for name in ("wait", "wait3", "system")],
+    *[(f"os.{name}", _always_blocks) for name in ("wait", "wait3", "system")],
     # files: metadata, flushing to disk, positioned and vectored I/O
     *[
-        (f"os.{name}", _blocking_unless_non_blocking)
+        (f"os.{name}", _always_blocks)
         for name in (
             "lstat",
             "chmod",
@@ -297,7 +295,7 @@ MORE_RULES: list[tuple[str, Callable[..., bool]]] = [
     ],
     # psycopg2 waits for the server inside C: only these calls show it
     *[
-        (f"psycopg2.{name}", _blocking_unless_non_blocking)
+        (f"psycopg2.{name}", _always_blocks)
         for name in (
             "connect",
             "extensions.cursor.execute",
@@ -323,10 +321,7 @@ ALLOWED = [
 
 
 def _open_an_http_client() -> None:
-    with contextlib.suppress(ImportError):
-        import httpx  # optional: warmed up where it is installed
-
-        httpx.Client().close()  # the first client imports and loads its TLS machinery
+    httpx.Client().close()  # the first client imports and loads its TLS machinery
 
 
 # One-time costs of libraries, paid before the tests rather than forgiven during them.
