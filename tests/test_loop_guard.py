@@ -216,6 +216,17 @@ def test_settings_come_from_the_option_then_the_environment_then_the_ini_file(
     assert cpu_test_passes("-o", "loop_guard_stall_limit=60", limit_in_environment="")
 
 
+def test_pytest_own_log_handlers_are_not_charged_to_the_app(baked: Path, tmp_path: Path) -> None:
+    """Its log file and live logging write on the loop's thread, whatever the app logs."""
+    project = with_blocking_routes(baked, tmp_path)
+    log_file = tmp_path / "pytest.log"
+    test = "tests/test_blocking.py::test_correct_logging"  # alone: nothing warmed up before it
+    options = ["-o", f"log_file={log_file}", "-o", "log_cli=true", "-p", "no:cacheprovider"]
+    result = run(sys.executable, "-m", "pytest", test, *options, cwd=project, env=clean_env())
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "queued on the loop, written by a thread" in log_file.read_text()
+
+
 def test_static_layer_flags_blocking_calls_in_async_def(baked: Path, tmp_path: Path) -> None:
     project = with_blocking_routes(baked, tmp_path)
     result = run(sys.executable, "-m", "ruff", "check", "app/api/routes/blocking.py", cwd=project)

@@ -12,6 +12,7 @@ ALEMBIC_INI = Path(__file__).parents[1] / "alembic.ini"
 def alembic_config(connection: Connection) -> Config:
     config = Config(ALEMBIC_INI)
     config.attributes["connection"] = connection
+    config.attributes["configure_logger"] = False  # the test runner's logging stays as it is
     return config
 
 

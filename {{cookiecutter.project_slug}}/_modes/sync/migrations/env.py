@@ -17,7 +17,9 @@ from app.db.session import create_engine
 from app.models import Base
 
 config = context.config
-if config.config_file_name is not None:
+# alembic.ini's logging is for the `alembic` command; a program that runs migrations itself (the
+# tests) sets configure_logger False and keeps its own handlers (Alembic's cookbook).
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 target_metadata = Base.metadata
 
