@@ -103,7 +103,7 @@ async def test_blocking_big_json_body_without_a_size_limit() -> None:
     app = FastAPI()  # none of the bake's middleware: no body size limit
     app.include_router(blocking.big_body)
     body = json.dumps(list(range(2_000_000)))
-    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://localhost") as client:
         response = await client.post(
             "/blocking/big-json", content=body, headers={"content-type": "application/json"}
         )

@@ -6,10 +6,12 @@ from contextlib import asynccontextmanager
 import anyio
 import anyio.to_thread
 from fastapi import FastAPI
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.errors import add_error_handlers
 from app.api.router import router
+from app.api.security_headers import SecurityHeadersMiddleware
 from app.core.concurrency import open_process_pool
 from app.core.config import Settings
 from app.core.http import open_http_client
@@ -48,9 +50,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    app = FastAPI(title=settings.project_name, lifespan=lifespan)
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title=settings.project_name,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.state.settings = settings
+    # The last added runs first: every answer gets the security headers, even a refused Host.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
+    app.add_middleware(SecurityHeadersMiddleware)
     add_error_handlers(app)
     app.include_router(router)
     return app

@@ -31,7 +31,7 @@ async def test_a_database_that_is_down_gives_a_fast_503_not_a_500() -> None:
     app = create_app(settings)
     async with (
         LifespanManager(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://localhost") as client,
     ):
         for method, path in [
             ("GET", "/health/ready"),
@@ -63,7 +63,7 @@ async def test_an_outage_is_logged_without_forged_lines_or_secrets(
     forged = "/api/v1/items/1%0aWARNING%20all%20is%20well%1b[8m"
     async with (
         LifespanManager(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://localhost") as client,
     ):
         with caplog.at_level(logging.WARNING, logger="app.api.errors"):
             assert (await client.get(forged)).status_code == 503

@@ -25,7 +25,7 @@ async def serving(settings: Settings, **changes: Any) -> AsyncIterator[AsyncClie
     app = create_app(IsolatedSettings(**fields))
     async with (
         LifespanManager(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client,
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://localhost") as client,
     ):
         yield client
 

@@ -86,7 +86,7 @@ async def test_a_relationship_no_query_loaded_fails_at_once_with_advice() -> Non
         return [tag.name for tag in item.tags]
 
     transport = ASGITransport(app=app)
-    async with AsyncClient(transport=transport, base_url="http://test") as client:
+    async with AsyncClient(transport=transport, base_url="http://localhost") as client:
         with pytest.raises(InvalidRequestError, match="lazy='raise'") as caught:
             await client.get("/forgot-to-load/1")
     assert any("selectinload(Item.tags)" in note for note in caught.value.__notes__)

@@ -3,13 +3,23 @@
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.concurrency import usable_cpus
 from app.core.database_url import to_driver_url
 
 DatabaseUrl = Annotated[str, AfterValidator(to_driver_url)]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+# A list written as the shell writes one: `ALLOWED_HOSTS=api.example.com,*.example.org`.
+CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
 
 
 def _default_process_pool_workers() -> int:
@@ -27,6 +37,13 @@ class Settings(BaseSettings):
     )
 
     project_name: str = {{ cookiecutter.project_name | python_string }}
+
+    # The interactive docs (/docs, /redoc) and the OpenAPI schema (/openapi.json). The
+    # production image turns them off: they map the whole API for anyone who can reach it.
+    docs_enabled: bool = True
+    # Host names (the `Host` header) the service answers to; any other gets a 400, so a forged
+    # Host never reaches a URL the app builds. `*.example.com` allows subdomains; `*` allows any.
+    allowed_hosts: CommaSeparated = ["localhost", "127.0.0.1", "[::1]"]
 
     # Plain URLs (postgresql://, postgres://, sqlite:///) are mapped to this project's drivers.
     # The default is an embedded SQLite file, so a fresh clone runs with no database server.

@@ -72,7 +72,7 @@ async def client(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[AsyncClient
         app.dependency_overrides[get_read_connection] = read_connection
         transport = ASGITransport(app=app)
         try:
-            async with AsyncClient(transport=transport, base_url="http://test") as client:
+            async with AsyncClient(transport=transport, base_url="http://localhost") as client:
                 yield client
         finally:
             del app.dependency_overrides[get_read_connection]

@@ -47,6 +47,6 @@ def app_calling_out() -> Iterator[FastAPI]:
 
 async def test_a_route_calls_the_stubbed_service(app_calling_out: FastAPI) -> None:
     transport = ASGITransport(app=app_calling_out)
-    async with AsyncClient(transport=transport, base_url="http://test") as client:
+    async with AsyncClient(transport=transport, base_url="http://localhost") as client:
         response = await client.get("/upstream-status")
     assert response.json() == {"upstream": "green"}
