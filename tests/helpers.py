@@ -28,7 +28,10 @@ def bake(output_dir: Path, **answers: str) -> Path:
 
 
 def run(
-    *command: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+    *command: str | Path,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command to completion and capture its output; the caller checks the outcome."""
     return subprocess.run(
@@ -38,6 +41,7 @@ def run(
         capture_output=True,
         text=True,
         check=False,
+        timeout=timeout,
     )
 
 
@@ -78,13 +82,16 @@ def write_config() -> Path:
     return config
 
 
-def create_database(admin_url: str, name: str) -> str:
+def create_database(admin_url: str, name: str, encoding: str = "UTF8") -> str:
     """(Re)create database `name` on the server of `admin_url`; return its URL."""
     connection = psycopg2.connect(admin_url)
     connection.autocommit = True
     with connection.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{name}"')
+        # template0 and the C locale: the only way to a database in another encoding.
+        cursor.execute(
+            f"CREATE DATABASE \"{name}\" ENCODING %s TEMPLATE template0 LOCALE 'C'", (encoding,)
+        )
     connection.close()
     base, _, _ = admin_url.rpartition("/")
     return f"{base}/{name}"

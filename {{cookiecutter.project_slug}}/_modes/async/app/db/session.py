@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from anyio import Semaphore
 from fastapi import Request
-from sqlalchemy import make_url
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import (
 from app.core.concurrency import acquire_or_overload, run_in_thread
 from app.core.config import Settings
 from app.db.errors import DatabaseUnavailableError
+from app.db.server import ENCODING_QUERY, announce, is_unreachable, require_utf8
 from app.db.sqlite import configure_sqlite
 
 
@@ -71,6 +72,7 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
     # Creating an engine imports its driver and reads files: keep it off the event loop.
     engine = await run_in_thread(create_engine, settings)
     try:
+        await _check_server(engine)
         # expire_on_commit=False: objects stay readable after commit, with no lazy reload
         # (which async code cannot do implicitly).
         yield Database(
@@ -79,6 +81,20 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
         )
     finally:
         await engine.dispose()
+
+
+async def _check_server(engine: AsyncEngine) -> None:
+    announce(engine.url)
+    if engine.dialect.name != "postgresql":
+        return
+    try:
+        async with engine.connect() as connection:
+            encoding = await connection.scalar(text(ENCODING_QUERY))
+    except Exception as error:
+        if is_unreachable(error):
+            return
+        raise
+    require_utf8(str(encoding), engine.url)
 
 
 async def get_session(request: Request) -> AsyncGenerator[AsyncSession, None]:

@@ -8,12 +8,13 @@ from typing import Annotated
 import sqlalchemy
 from anyio import Semaphore
 from fastapi import Depends, Request
-from sqlalchemy import Connection, Engine, make_url
+from sqlalchemy import Connection, Engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.concurrency import acquire_or_overload, run_in_thread
 from app.core.config import Settings
 from app.db.errors import DatabaseUnavailableError
+from app.db.server import ENCODING_QUERY, announce, is_unreachable, require_utf8
 from app.db.sqlite import configure_sqlite
 
 
@@ -67,6 +68,7 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
     # Creating an engine imports its driver and reads files: keep it off the event loop.
     engine = await run_in_thread(create_engine, settings)
     try:
+        await run_in_thread(_check_server, engine)
         # expire_on_commit=False: objects stay readable after commit, with no reload query.
         yield Database(
             sessions=sessionmaker(engine, expire_on_commit=False),
@@ -79,6 +81,20 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
     finally:
         # Closing connections is blocking I/O: keep it off the event loop.
         await run_in_thread(engine.dispose)
+
+
+def _check_server(engine: Engine) -> None:
+    announce(engine.url)
+    if engine.dialect.name != "postgresql":
+        return
+    try:
+        with engine.connect() as connection:
+            encoding = connection.scalar(text(ENCODING_QUERY))
+    except Exception as error:
+        if is_unreachable(error):
+            return
+        raise
+    require_utf8(str(encoding), engine.url)
 
 
 async def reserve_connection(request: Request) -> AsyncIterator[None]:
