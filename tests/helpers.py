@@ -1,12 +1,14 @@
 """Helpers of the template's tests: baking, running commands, databases."""
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import psycopg2
+import yaml
 from cookiecutter.main import cookiecutter
 
 TEMPLATE = Path(__file__).parents[1]
@@ -95,3 +97,23 @@ def create_database(admin_url: str, name: str, encoding: str = "UTF8") -> str:
     connection.close()
     base, _, _ = admin_url.rpartition("/")
     return f"{base}/{name}"
+
+
+def workflow_hardening_problems(workflow: Path) -> list[str]:
+    """What a GitHub workflow lacks of the usual hardening: actions pinned by commit (with the
+    version in a comment), checkouts that keep no credentials, a time limit on every job."""
+    text = workflow.read_text()
+    problems = [
+        f"not pinned by commit: {line.strip()}"
+        for line in text.splitlines()
+        if "uses:" in line and not re.search(r"uses: \S+@[0-9a-f]{40} # v\d", line)
+    ]
+    for name, job in yaml.safe_load(text)["jobs"].items():
+        if "timeout-minutes" not in job:
+            problems.append(f"job {name} has no timeout-minutes")
+        checkouts = [
+            step for step in job.get("steps", []) if "actions/checkout@" in step.get("uses", "")
+        ]
+        if any(step.get("with", {}).get("persist-credentials") is not False for step in checkouts):
+            problems.append(f"job {name} checks out with persisted credentials")
+    return problems

@@ -2,6 +2,7 @@
 
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import subprocess
@@ -58,7 +59,10 @@ class PostgresServer:
 
     def __init__(self, bindir: Path, home: Path, port: int, options: str) -> None:
         self.bindir, self.home, self.port, self.options = bindir, home, port, options
-        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        # Password authentication, as a real server has: the bakes' tests see a URL with a
+        # password in it (which their logs must mask), and nothing connects without it.
+        self.password = secrets.token_urlsafe(16)
+        self.url = f"postgresql://postgres:{self.password}@127.0.0.1:{port}/postgres"
         # As root, the server runs as the `postgres` user: initdb refuses to run as root.
         self._run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
@@ -92,7 +96,15 @@ def throwaway_postgres(bindir: Path, *settings: str) -> Iterator[PostgresServer]
     server = PostgresServer(bindir, home, port, options)
     try:
         initdb = bindir / "initdb"
-        server.run(initdb, "-D", home / "data", "-A", "trust", "-U", "postgres", "--no-sync")
+        password_file = home / "password"
+        password_file.write_text(server.password)
+        if os.geteuid() == 0:
+            os.chown(password_file, owner.pw_uid, owner.pw_gid)
+        server.run(
+            initdb, "-D", home / "data", "-U", "postgres", "--no-sync",
+            "--auth=scram-sha-256", f"--pwfile={password_file}",
+        )  # fmt: skip
+        password_file.unlink()
         server.start()
         try:
             yield server

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
-from tests.helpers import TEMPLATE, bake, mode_of, run
+from tests.helpers import TEMPLATE, bake, mode_of, run, workflow_hardening_problems
 
 TEMPLATE_SYNTAX = re.compile(r"\{\{|\{%|\}\}|%\}|cookiecutter\.")
 # Words that belong to one mode only: a bake of the other mode must not contain them.
@@ -101,12 +102,29 @@ def test_pyproject_declares_the_modes_drivers(baked: Path) -> None:
         assert "psycopg2-binary" in dependencies
 
 
+# Releases with known advisories, which the bake's floors exclude (see its pyproject.toml).
+ADVISORIES = {"starlette": "0.49.0", "h11": "0.15.0"}
+
+
+def test_dependency_floors_exclude_releases_with_known_advisories(baked: Path) -> None:
+    project = tomllib.loads((baked / "pyproject.toml").read_text())["project"]
+    requirements = {
+        (requirement := Requirement(line)).name: requirement.specifier
+        for line in project["dependencies"]
+    }
+    for name, vulnerable in ADVISORIES.items():
+        assert name in requirements, f"no floor for {name}"
+        assert not requirements[name].contains(vulnerable), f"{name} {vulnerable} allowed"
+
+
 def test_workflow_is_a_valid_github_workflow(baked: Path) -> None:
     workflow = baked / ".github" / "workflows" / "ci.yml"
     parsed = yaml.safe_load(workflow.read_text())
     job = parsed["jobs"]["test"]
     assert job["strategy"]["matrix"]["python-version"] == ["3.11", "3.12", "3.13", "3.14"]
     assert "postgres" in job["services"]
+    assert workflow_hardening_problems(workflow) == []
+    assert "pip-audit" in parsed["jobs"]["audit"]["steps"][-1]["run"]
     schema = "vendor.github-workflows"
     result = run(sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, workflow)
     assert result.returncode == 0, result.stdout + result.stderr

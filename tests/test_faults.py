@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg2
 import pytest
 
 from tests.helpers import clean_env, create_database, mode_of
@@ -22,6 +23,14 @@ def postgres() -> Iterator[PostgresServer]:
     bindir = require_bindir("this module starts and stops a server of its own")
     with throwaway_postgres(bindir) as server:
         yield server
+
+
+def test_the_throwaway_server_wants_a_password_as_a_real_one_does(
+    postgres: PostgresServer,
+) -> None:
+    with pytest.raises(psycopg2.OperationalError, match="password"):
+        psycopg2.connect(postgres.url.replace(f":{postgres.password}@", "@"))
+    psycopg2.connect(postgres.url).close()
 
 
 class Load:
