@@ -42,6 +42,16 @@ def test_a_bad_answer_fails_with_its_fix_and_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_absolute_slug_leaves_nothing_outside_the_output_directory(tmp_path: Path) -> None:
+    output, outside = tmp_path / "output", tmp_path / "outside"
+    output.mkdir()
+    result = bake_cli(output, f"project_slug={outside}")
+    assert result.returncode != 0
+    assert f"project_slug='{outside}'" in result.stderr
+    assert not outside.exists()
+    assert list(output.iterdir()) == []
+
+
 def test_every_bad_answer_is_reported_at_once(tmp_path: Path) -> None:
     result = bake_cli(tmp_path, "project_slug=Bad Slug", "python_version=2.7")
     assert result.returncode != 0
