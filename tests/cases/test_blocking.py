@@ -81,7 +81,12 @@ async def test_correct_right_after_a_spawned_task(client: AsyncClient) -> None:
 
 async def test_blocking_websocket(app: FastAPI) -> None:
     """One websocket session, in plain ASGI messages: httpx speaks no websocket."""
-    scope = {"type": "websocket", "path": "/blocking/ws", "headers": [], "query_string": b""}
+    scope = {
+        "type": "websocket",
+        "path": "/blocking/ws",
+        "headers": [(b"host", b"localhost")],
+        "query_string": b"",
+    }
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
