@@ -3,6 +3,9 @@ from types import SimpleNamespace
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.db.session import get_session
 from app.models import Item
@@ -30,3 +33,13 @@ async def test_the_request_session_rolls_back_when_the_handler_raises(
     with pytest.raises(RuntimeError, match="handler failed"):
         await dependency.athrow(RuntimeError("handler failed"))
     assert (await client.get("/api/v1/items")).json() == []
+
+
+async def test_database_errors_never_carry_the_statements_parameters(engine: AsyncEngine) -> None:
+    statement = text("SELECT * FROM no_such_table WHERE name = :name")
+    async with engine.connect() as connection:
+        with pytest.raises(DBAPIError) as caught:
+            await connection.execute(statement, {"name": "s3cret-value"})
+    # The driver's own message may quote the statement; SQLAlchemy adds no parameters to it.
+    assert "'name': 's3cret-value'" not in str(caught.value)
+    assert "[SQL parameters hidden due to hide_parameters=True]" in str(caught.value)

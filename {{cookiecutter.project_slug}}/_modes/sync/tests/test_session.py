@@ -3,6 +3,8 @@ from types import SimpleNamespace
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
 
 from app.core.concurrency import run_in_thread
 from app.db.session import get_session
@@ -36,3 +38,12 @@ async def test_the_request_session_rolls_back_when_the_handler_raises(
 ) -> None:
     await run_in_thread(add_item_through_the_dependency, app, "lost", fail=True)
     assert (await client.get("/api/v1/items")).json() == []
+
+
+def test_database_errors_never_carry_the_statements_parameters(engine: Engine) -> None:
+    statement = text("SELECT * FROM no_such_table WHERE name = :name")
+    with engine.connect() as connection, pytest.raises(DBAPIError) as caught:
+        connection.execute(statement, {"name": "s3cret-value"})
+    # The driver's own message may quote the statement; SQLAlchemy adds no parameters to it.
+    assert "'name': 's3cret-value'" not in str(caught.value)
+    assert "[SQL parameters hidden due to hide_parameters=True]" in str(caught.value)

@@ -24,16 +24,18 @@ from app.db.sqlite import configure_sqlite
 
 def create_engine(settings: Settings) -> AsyncEngine:
     url = make_url(settings.database_url)
-    # A fixed pool: connections are opened once and reused, never churned under load.
-    pool = {
+    engine_options = {
+        # A fixed pool: connections are opened once and reused, never churned under load.
         "pool_size": settings.db_pool_size,
         "max_overflow": 0,
         "pool_timeout": settings.db_pool_timeout,
+        # Errors (and so logs) show a statement's SQL, never its parameters: user data.
+        "hide_parameters": True,
     }
     if url.get_backend_name() == "sqlite":
         # `timeout`: how long a write waits for SQLite's lock before failing.
         engine = create_async_engine(
-            url, **pool, connect_args={"timeout": settings.db_pool_timeout}
+            url, **engine_options, connect_args={"timeout": settings.db_pool_timeout}
         )
         configure_sqlite(engine.sync_engine)
         return engine
@@ -42,7 +44,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     # opened before it.
     return create_async_engine(
         url,
-        **pool,
+        **engine_options,
         connect_args={
             "timeout": settings.db_connect_timeout,
             "server_settings": {

@@ -20,16 +20,18 @@ from app.db.sqlite import configure_sqlite
 
 def create_engine(settings: Settings) -> Engine:
     url = make_url(settings.database_url)
-    # A fixed pool: connections are opened once and reused, never churned under load.
-    pool = {
+    engine_options = {
+        # A fixed pool: connections are opened once and reused, never churned under load.
         "pool_size": settings.db_pool_size,
         "max_overflow": 0,
         "pool_timeout": settings.db_pool_timeout,
+        # Errors (and so logs) show a statement's SQL, never its parameters: user data.
+        "hide_parameters": True,
     }
     if url.get_backend_name() == "sqlite":
         # `timeout`: how long a write waits for SQLite's lock before failing.
         engine = sqlalchemy.create_engine(
-            url, **pool, connect_args={"timeout": settings.db_pool_timeout}
+            url, **engine_options, connect_args={"timeout": settings.db_pool_timeout}
         )
         configure_sqlite(engine)
         return engine
@@ -38,7 +40,7 @@ def create_engine(settings: Settings) -> Engine:
     # opened before it.
     return sqlalchemy.create_engine(
         url,
-        **pool,
+        **engine_options,
         connect_args={
             "connect_timeout": max(1, round(settings.db_connect_timeout)),
             "options": f"-c statement_timeout={int(settings.db_statement_timeout * 1000)}",
