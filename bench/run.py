@@ -7,7 +7,8 @@ app with one uvicorn worker (uvloop, httptools), one at a time, on the same data
 measures `GET /api/v1/items/{random id}` with wrk at 64 and 256 connections (requests per
 second, latency, errors), the server's CPU time and the database statements per request, then
 `/health` latency while CPU-heavy primes requests run, and during a flood of them. It prints a
-table with ratios to the bare app (and of each bake to its docs-style twin). The machine is
+table with ratios to the bare app, of each bake to its docs-style twin, and of each bake
+with its stall monitor and metrics switched off to the bake as shipped. The machine is
 shared and noisy: compare ratios within one run, not absolute figures across runs.
 """
 
@@ -49,7 +50,7 @@ class App:
     module: str  # uvicorn's APP argument
     cwd: Path
     env: dict[str, str] = field(default_factory=dict)
-    twin: str | None = None  # the docs-style app this one is compared with
+    twin: str | None = None  # the app this one is compared with (its docs-style twin)
     items_only: bool = False  # measure item reads only (the embedded SQLite default)
 
 
@@ -161,6 +162,9 @@ def prepare_sqlite(path: Path, project: Path) -> str:
     return url
 
 
+UNWATCHED = {"STALL_MONITOR_ENABLED": "false", "METRICS_ENABLED": "false"}
+
+
 def all_apps(bakes: dict[str, Path], url: str, sqlite_url: str) -> list[App]:
     docs_env = {"DATABASE_URL": url}
     return [
@@ -170,6 +174,11 @@ def all_apps(bakes: dict[str, Path], url: str, sqlite_url: str) -> list[App]:
         App("docs-sync", "docs_sync:app", APPS_DIR, docs_env),
         App("docs-sync-pool40", "docs_sync:app", APPS_DIR, {**docs_env, "DB_POOL_SIZE": "40"}),
         App("sync-bake", "app.main:app", bakes["sync"], {"DATABASE_URL": url}, "docs-sync-pool40"),
+        # The cost of watching: each bake with its stall monitor and metrics switched off.
+        App("async-unwatched", "app.main:app", bakes["async"], {**UNWATCHED, "DATABASE_URL": url},
+            "async-bake"),
+        App("sync-unwatched", "app.main:app", bakes["sync"], {**UNWATCHED, "DATABASE_URL": url},
+            "sync-bake"),
         App("async-bake-sqlite", "app.main:app", bakes["async"], {"DATABASE_URL": sqlite_url},
             items_only=True),
         App("sync-bake-sqlite", "app.main:app", bakes["sync"], {"DATABASE_URL": sqlite_url},
@@ -450,7 +459,10 @@ def print_table(apps: list[App], results: dict[str, Result], duration: int) -> N
     for row in rows:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
 
-    print("\nRatios (rps@64, CPU us/req): to the bare app, and of each bake to its docs-style twin")
+    print(
+        "\nRatios (rps@64, CPU us/req): to the bare app, and to the app compared with (a bake's "
+        "docs-style twin; an unwatched bake's watched self)"
+    )
     bare = results.get("bare")
     for app in apps:
         figures = results[app.name].figures
