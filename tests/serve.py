@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,11 +35,16 @@ def uvicorn(*options: str) -> list[str]:
 
 
 @contextmanager
-def serving(command: list[str], project: Path, env: dict[str, str]) -> Iterator[httpx.Client]:
-    """Start a server command that listens on $PORT; yield a client once it answers; stop it."""
+def serving(
+    command: list[str], project: Path, env: dict[str, str], log_path: Path | None = None
+) -> Iterator[httpx.Client]:
+    """Start a server command that listens on $PORT; yield a client once it answers; stop it.
+
+    Its output goes to `log_path` (for a test that reads it while the server runs) or a
+    temporary file: a pipe nobody reads would fill up and stall the server's logging.
+    """
     port = free_port()
-    # Output goes to a file: a pipe nobody reads would fill up and stall the server's logging.
-    with tempfile.TemporaryFile(mode="w+") as log:
+    with log_path.open("w+") if log_path else tempfile.TemporaryFile(mode="w+") as log:
         server = subprocess.Popen(
             command,
             cwd=project,
@@ -76,3 +82,34 @@ def answers(client: httpx.Client) -> bool:
     except httpx.TransportError:
         return False
     return True
+
+
+class Load:
+    """Client threads that GET `path` in a loop, recording (started, finished, status)."""
+
+    def __init__(self, base_url: str, path: str, clients: int) -> None:
+        self.records: list[tuple[float, float, int]] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._loop, args=(base_url, path)) for _ in range(clients)
+        ]
+
+    def _loop(self, base_url: str, path: str) -> None:
+        with httpx.Client(base_url=base_url, timeout=30) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    status = client.get(path).status_code
+                except httpx.TransportError:
+                    status = 0
+                self.records.append((started, time.monotonic(), status))
+
+    def __enter__(self) -> "Load":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()

@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import clean_env, create_database, mode_of
 from tests.postgres import PostgresServer, free_port, require_bindir, throwaway_postgres
-from tests.serve import answers, migrated_copy, serving, uvicorn
+from tests.serve import Load, answers, migrated_copy, serving, uvicorn
 
 
 @pytest.fixture(scope="module")
@@ -31,37 +31,6 @@ def test_the_throwaway_server_wants_a_password_as_a_real_one_does(
     with pytest.raises(psycopg2.OperationalError, match="password"):
         psycopg2.connect(postgres.url.replace(f":{postgres.password}@", "@"))
     psycopg2.connect(postgres.url).close()
-
-
-class Load:
-    """Client threads that GET `path` in a loop, recording (started, finished, status)."""
-
-    def __init__(self, base_url: str, path: str, clients: int) -> None:
-        self.records: list[tuple[float, float, int]] = []
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._loop, args=(base_url, path)) for _ in range(clients)
-        ]
-
-    def _loop(self, base_url: str, path: str) -> None:
-        with httpx.Client(base_url=base_url, timeout=30) as client:
-            while not self._stop.is_set():
-                started = time.monotonic()
-                try:
-                    status = client.get(path).status_code
-                except httpx.TransportError:
-                    status = 0
-                self.records.append((started, time.monotonic(), status))
-
-    def __enter__(self) -> "Load":
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
 
 
 def test_a_database_restart_under_load_gives_fast_503s_then_full_service(

@@ -10,13 +10,16 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.errors import add_error_handlers
+from app.api.request_context import RequestContextMiddleware, RequestsInFlight
 from app.api.router import router
+from app.api.routes import metrics
 from app.api.security_headers import SecurityHeadersMiddleware
 from app.core.concurrency import open_process_pool
 from app.core.config import Settings
 from app.core.http import open_http_client
 from app.core.logging import logging_off_the_loop
 from app.db.session import open_database
+from app.monitoring import watching
 
 
 @asynccontextmanager
@@ -30,7 +33,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     threads = anyio.to_thread.current_default_thread_limiter()
     threads_before, threads.total_tokens = threads.total_tokens, settings.worker_threads
     async with (
-        logging_off_the_loop(),
+        logging_off_the_loop(settings.log_level, settings.log_format),
         open_database(settings) as database,
         open_http_client(settings) as http_client,
         open_process_pool(
@@ -43,7 +46,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.http_client = http_client
         app.state.process_pool = process_pool
         try:
-            yield
+            async with watching(app, settings):
+                yield
         finally:
             threads.total_tokens = threads_before
 
@@ -59,10 +63,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     app.state.settings = settings
-    # The last added runs first: every answer gets the security headers, even a refused Host.
+    # The last added runs first: every answer gets its request id and the security headers,
+    # even a refused Host.
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(SecurityHeadersMiddleware)
+    app.state.requests_in_flight = RequestsInFlight()
+    app.add_middleware(
+        RequestContextMiddleware,
+        in_flight=app.state.requests_in_flight,
+        with_metrics=settings.metrics_enabled,
+    )
     add_error_handlers(app)
     app.include_router(router)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
     return app

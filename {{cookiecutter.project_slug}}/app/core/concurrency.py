@@ -114,6 +114,8 @@ class ProcessPool:
         self.workers = workers
         self.time_limit = time_limit
         self._admitted = threading.BoundedSemaphore(workers + queue_size)
+        self._jobs = 0  # admitted and not finished: running, or waiting for a worker
+        self._counting = threading.Lock()
         self._replacing = threading.Lock()
         self._pool = self._new_pool()
 
@@ -150,13 +152,27 @@ class ProcessPool:
     ) -> Future[T]:
         if not self._admitted.acquire(blocking=False):
             raise OverloadedError("the CPU work queue is full")
+        self._count(+1)
         try:
             future = self._pool.schedule(func, args, kwargs, timeout=self.time_limit)
         except BaseException:
-            self._admitted.release()
+            self._finished()
             raise
-        future.add_done_callback(lambda _: self._admitted.release())
+        future.add_done_callback(lambda _: self._finished())
         return future
+
+    def _count(self, change: int) -> None:
+        with self._counting:
+            self._jobs += change
+
+    def _finished(self) -> None:
+        self._count(-1)
+        self._admitted.release()
+
+    def jobs(self) -> tuple[int, int]:
+        """Jobs running, and jobs waiting for a worker."""
+        jobs = self._jobs
+        return min(jobs, self.workers), max(0, jobs - self.workers)
 
     @contextmanager
     def _stopped_jobs_fail(self) -> Iterator[None]:

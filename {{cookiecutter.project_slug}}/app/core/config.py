@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.concurrency import usable_cpus
 from app.core.database_url import to_driver_url
+from app.core.logging import LogFormat, LogLevel
 
 DatabaseUrl = Annotated[str, AfterValidator(to_driver_url)]
 
@@ -44,6 +45,16 @@ class Settings(BaseSettings):
     # Host names (the `Host` header) the service answers to; any other gets a 400, so a forged
     # Host never reaches a URL the app builds. `*.example.com` allows subdomains; `*` allows any.
     allowed_hosts: CommaSeparated = ["localhost", "127.0.0.1", "[::1]"]
+
+    # Logs: the lowest level written, and `text` (for people) or `json` (one object a line).
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "text"
+    # The stall monitor logs each time the event loop is blocked longer than this many seconds,
+    # naming the request and the line (see app.core.stalls).
+    stall_monitor_enabled: bool = True
+    stall_threshold: float = Field(default=0.1, ge=0.01)
+    # /metrics, in the Prometheus text format (see app.core.metrics).
+    metrics_enabled: bool = True
 
     # Plain URLs (postgresql://, postgres://, sqlite:///) are mapped to this project's drivers.
     # The default is an embedded SQLite file, so a fresh clone runs with no database server.

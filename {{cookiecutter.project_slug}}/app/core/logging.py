@@ -1,22 +1,44 @@
-"""Logging that never writes on the event loop: a log call only queues its record.
+"""Logging: one configuration for the app and the server, and never a write on the event loop.
 
-A handler that writes to a file or a pipe blocks while it writes; on the event loop that stalls
-every request. While the app runs, the records of the root logger and of the server's loggers go
-through a queue to their handlers, which one thread runs.
+While the app runs, every record (the app's, and uvicorn's server and access logs) goes to one
+handler on stderr, formatted as LOG_FORMAT says: `text` for people, `json` (one object a line)
+for a log collector. Each record logged while a request is served carries its id.
+
+A log call only queues its record; one thread writes them. A handler that writes to a file or a
+pipe blocks while it writes, and on the event loop that would stall every request.
 """
 
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from contextvars import ContextVar
 from logging.handlers import QueueHandler, QueueListener
 from queue import SimpleQueue
+from typing import Any, Literal
+
+from pythonjsonlogger.json import JsonFormatter
 
 from app.core.concurrency import run_in_thread
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-# uvicorn configures these before it imports the app; their formatters read each record's args.
-SERVER_LOGGERS = ("uvicorn.error", "uvicorn.access")
+LogFormat = Literal["text", "json"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+# The id of the request being served (set by app.api.request_context), in this context:
+# tasks and worker threads started for the request inherit it.
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+JSON_FIELDS = "{asctime}{levelname}{name}{request_id}{message}"
+JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
+# uvicorn's loggers with handlers of their own (its server log propagates to "uvicorn").
+SERVER_LOGGERS = ("uvicorn", "uvicorn.access")
+
+
+def formatter(log_format: LogFormat) -> logging.Formatter:
+    if log_format == "json":
+        return JsonFormatter(JSON_FIELDS, style="{", rename_fields=JSON_NAMES)
+    return logging.Formatter(TEXT_FORMAT)
 
 
 class _Enqueue(QueueHandler):
@@ -24,6 +46,19 @@ class _Enqueue(QueueHandler):
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         return record
+
+
+def _with_request_id(
+    make_record: Callable[..., logging.LogRecord],
+) -> Callable[..., logging.LogRecord]:
+    """A record factory that stamps each record with the request id, on the thread that logs."""
+
+    def make_record_with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        record.request_id = REQUEST_ID.get() or "-"
+        return record
+
+    return make_record_with_request_id
 
 
 @asynccontextmanager
@@ -41,27 +76,32 @@ async def _behind_queue(logger: logging.Logger, *handlers: logging.Handler) -> A
         await run_in_thread(listener.stop)  # waits for what is still queued to be written
 
 
-def _add_handlers(logger: logging.Logger, handlers: list[logging.Handler]) -> None:
+def _restore(logger: logging.Logger, handlers: list[logging.Handler], propagate: bool) -> None:
     for handler in handlers:
         logger.addHandler(handler)
+    logger.propagate = propagate
 
 
 @asynccontextmanager
-async def logging_off_the_loop(*handlers: logging.Handler) -> AsyncIterator[None]:
-    """Give the root logger these handlers (default: stderr) and the server's loggers their
-    own, all behind queues. Handlers already on the root logger (a test runner's) stay."""
-    if not handlers:
-        stderr = logging.StreamHandler(sys.stderr)
-        stderr.setFormatter(logging.Formatter(FORMAT))
-        handlers = (stderr,)
+async def logging_off_the_loop(
+    level: LogLevel = "INFO", log_format: LogFormat = "text"
+) -> AsyncIterator[None]:
+    """Log at `level` and above to stderr, in `log_format`, the server's records too, all behind
+    a queue. Handlers already on the root logger (a test runner's) stay."""
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(formatter(log_format))
+    root = logging.getLogger()
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(_behind_queue(logging.getLogger(), *handlers))
+        stack.callback(root.setLevel, root.level)
+        root.setLevel(level)
+        stack.callback(logging.setLogRecordFactory, logging.getLogRecordFactory())
+        logging.setLogRecordFactory(_with_request_id(logging.getLogRecordFactory()))
+        await stack.enter_async_context(_behind_queue(root, stderr))
         for name in SERVER_LOGGERS:
             server = logging.getLogger(name)
             own = list(server.handlers)
             for handler in own:
                 server.removeHandler(handler)
-            stack.callback(_add_handlers, server, own)
-            if own:
-                await stack.enter_async_context(_behind_queue(server, *own))
+            stack.callback(_restore, server, own, server.propagate)
+            server.propagate = True  # to the root logger's handler, in the same format
         yield

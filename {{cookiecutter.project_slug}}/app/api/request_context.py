@@ -1,0 +1,80 @@
+"""Per request: its id, its count among the requests in flight, and its metrics.
+
+The id is the client's `X-Request-ID` when it sends a sane one (a proxy's, say), otherwise a
+new one; either way it is returned in the response's `X-Request-ID` and carried by every log
+record of the request.
+"""
+
+import re
+import time
+import uuid
+from dataclasses import dataclass
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core import metrics
+from app.core.logging import REQUEST_ID
+
+# Printable, short, and free of anything that could forge a log line or a header.
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that served the request (`/api/v1/items/{item_id}`), never its
+    path: one metric series per route, however many ids clients ask for.
+
+    The route knows its own part of the template; the routers' static prefixes above it are the
+    part of the path before what the route matched.
+    """
+    route, path = scope.get("route"), str(scope["path"])
+    pattern, template = getattr(route, "path_regex", None), getattr(route, "path_format", None)
+    if not isinstance(pattern, re.Pattern) or not isinstance(template, str):
+        return "unmatched"
+    for start in (index for index, char in enumerate(path) if char == "/"):
+        if pattern.fullmatch(path[start:]):
+            return path[:start] + template
+    return template
+
+
+@dataclass
+class RequestsInFlight:
+    count: int = 0
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, in_flight: RequestsInFlight, with_metrics: bool) -> None:
+        self.app = app
+        self.in_flight = in_flight
+        self.with_metrics = with_metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = Headers(scope=scope).get("x-request-id", "")
+        request_id = given if SANE_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id  # for the stall monitor
+        token = REQUEST_ID.set(request_id)
+        status = 500  # what the client gets if the app fails before answering
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+            await send(message)
+
+        self.in_flight.count += 1
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self.in_flight.count -= 1
+            REQUEST_ID.reset(token)
+            if self.with_metrics:
+                route = route_template(scope)
+                method = scope["method"]
+                metrics.REQUESTS.labels(method, route, str(status)).inc()
+                elapsed = time.perf_counter() - started
+                metrics.REQUEST_DURATION.labels(method, route).observe(elapsed)

@@ -1,0 +1,60 @@
+"""What the lifespan runs to watch the app in production: the stall monitor, and the metrics
+sampled from the app's pools once a second (see app.core.stalls and app.core.metrics)."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI
+from sqlalchemy.pool import QueuePool
+
+from app.core import metrics
+from app.core.config import Settings
+from app.core.stalls import Stall, StallMonitor
+
+
+def _sample_pools(app: FastAPI) -> None:
+    threads = anyio.to_thread.current_default_thread_limiter()
+    metrics.THREADS_IN_USE.set(threads.borrowed_tokens)
+    pool = app.state.database.reader.pool
+    if isinstance(pool, QueuePool):
+        metrics.DB_CONNECTIONS_IN_USE.set(pool.checkedout())
+        metrics.DB_OVERFLOW.set(max(0, pool.overflow()))  # negative while below DB_POOL_SIZE
+    metrics.DB_WAITERS.set(app.state.connection_slots.statistics().tasks_waiting)
+    running, queued = app.state.process_pool.jobs()
+    metrics.CPU_JOBS_RUNNING.set(running)
+    metrics.CPU_JOBS_QUEUED.set(queued)
+
+
+def _count_stall(_: Stall) -> None:
+    metrics.LOOP_STALLS.inc()
+
+
+def _ignore(*_: object) -> None:
+    pass
+
+
+@asynccontextmanager
+async def watching(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+    """Run the stall monitor's heartbeat while the block runs: it logs stalls (if
+    STALL_MONITOR_ENABLED) and feeds the metrics (if METRICS_ENABLED)."""
+    if not (settings.stall_monitor_enabled or settings.metrics_enabled):
+        yield
+        return
+    with_metrics = settings.metrics_enabled
+    monitor = StallMonitor(
+        settings.stall_threshold,
+        on_lag=metrics.LOOP_LAG.observe if with_metrics else _ignore,
+        on_stall=_count_stall if with_metrics else _ignore,
+        on_tick=(lambda: _sample_pools(app)) if with_metrics else _ignore,
+        in_flight=lambda: app.state.requests_in_flight.count,
+        report_stalls=settings.stall_monitor_enabled,
+    )
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(monitor.run)
+            yield
+            tasks.cancel_scope.cancel()
+    finally:
+        metrics.process_exits()

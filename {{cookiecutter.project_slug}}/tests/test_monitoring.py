@@ -1,0 +1,105 @@
+"""Request ids, metrics and the stall monitor, in process (the served bake is the template's
+to test: tests/test_monitor.py there)."""
+
+import asyncio
+import logging
+import re
+import time
+
+import pytest
+from asgi_lifespan import LifespanManager
+from httpx import ASGITransport, AsyncClient
+
+from app.api.request_context import route_template
+from app.core.config import Settings
+from app.core.stalls import Stall, StallMonitor
+from app.factory import create_app
+from tests.settings import IsolatedSettings
+
+
+async def test_a_sane_request_id_is_kept_and_any_other_replaced(client: AsyncClient) -> None:
+    kept = await client.get("/health", headers={"X-Request-ID": "edge-42.a_b:c"})
+    assert kept.headers["x-request-id"] == "edge-42.a_b:c"
+    for insane in ["two words", "x" * 129, "semi;colon", ""]:
+        replaced = await client.get("/health", headers={"X-Request-ID": insane})
+        assert re.fullmatch(r"[0-9a-f]{32}", replaced.headers["x-request-id"]), insane
+
+
+async def test_log_records_of_a_request_carry_its_id(caplog: pytest.LogCaptureFixture) -> None:
+    # Nothing listens on port 1 of the loopback interface: the request logs an outage.
+    settings = IsolatedSettings(
+        database_url="postgresql://nobody@127.0.0.1:1/nothing", process_pool_workers=1
+    )
+    app = create_app(settings)
+    async with LifespanManager(app):
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://localhost") as client:
+            with caplog.at_level(logging.WARNING, logger="app.api.errors"):
+                response = await client.get("/health/ready", headers={"X-Request-ID": "r-1"})
+    assert response.status_code == 503
+    [record] = [r for r in caplog.records if r.name == "app.api.errors"]
+    assert record.__dict__["request_id"] == "r-1"
+
+
+async def test_metrics_are_served_unless_switched_off(settings: Settings) -> None:
+    served = {}
+    for enabled in (True, False):
+        app = create_app(settings.model_copy(update={"metrics_enabled": enabled}))
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://localhost") as client:
+            served[enabled] = await client.get("/metrics")
+    assert served[True].status_code == 200
+    assert served[True].headers["content-type"].startswith("text/plain")
+    assert "# TYPE http_requests_total counter" in served[True].text
+    assert served[False].status_code == 404
+
+
+async def test_requests_are_counted_by_route_template(client: AsyncClient) -> None:
+    await client.get("/api/v1/items/424242")
+    metrics = (await client.get("/metrics")).text
+    assert 'route="/api/v1/items/{item_id}",status="404"' in metrics
+    assert "/424242" not in metrics
+
+
+def test_a_route_template_keeps_the_prefix_and_never_the_ids() -> None:
+    class Route:
+        path_regex = re.compile(r"^/items/(?P<item_id>[^/]+)$")
+        path_format = "/items/{item_id}"
+
+    scope = {"type": "http", "path": "/api/v1/items/7", "route": Route()}
+    assert route_template(scope) == "/api/v1/items/{item_id}"
+    assert route_template({"type": "http", "path": "/nowhere"}) == "unmatched"
+
+
+def _block_the_loop() -> None:
+    time.sleep(0.15)  # the culprit
+
+
+async def test_the_stall_monitor_reports_a_stall_once_with_its_culprit(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stalls: list[Stall] = []
+    monitor = StallMonitor(
+        0.05, on_lag=lambda _: None, on_stall=stalls.append, on_tick=lambda: None, in_flight=int
+    )
+    watching = asyncio.create_task(monitor.run())
+    await asyncio.sleep(0.1)
+    with caplog.at_level(logging.WARNING, logger="app.core.stalls"):
+        for _ in range(3):  # one warning; the two stalls after it, from the same line, counted
+            _block_the_loop()
+            await asyncio.sleep(0.1)
+        watching.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await watching
+    assert len(stalls) == 3
+    assert all(0.12 < stall.seconds < 1 for stall in stalls)
+    for stall in stalls:  # sampled while the culprit ran
+        assert stall.sample is not None
+        assert "_block_the_loop" in [frame.name for frame in stall.sample.stack]
+    # The session's app has a monitor of its own, which saw the stalls too: find this one's.
+    logged = [r.getMessage() for r in caplog.records if r.name == "app.core.stalls"]
+    assert f"Event loop stalled for {stalls[0].seconds * 1000:.0f} ms at" in logged[0]
+    summaries = [message for message in logged if "more time(s) at" in message]
+    assert [message.split(" at ")[0] for message in summaries] == [
+        "Event loop stalled 2 more time(s)"
+    ]
