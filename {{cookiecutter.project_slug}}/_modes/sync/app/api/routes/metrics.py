@@ -5,8 +5,8 @@ from app.core.metrics import CONTENT_TYPE_LATEST, exposition
 router = APIRouter()
 
 
-# A plain `def`: in multiprocess mode the exposition reads files, so it runs in a thread.
 @router.get("/metrics", include_in_schema=False)
 def metrics() -> Response:
     """Every metric, in the Prometheus text format."""
+    # A plain `def`, run in a worker thread: in multiprocess mode the exposition reads files.
     return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
