@@ -6,6 +6,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import ValidationError
 
+from app.core.concurrency import usable_cpus
 from app.factory import create_app
 from tests.settings import IsolatedSettings
 
@@ -32,3 +33,29 @@ async def test_the_start_up_log_names_the_database_with_its_password_masked(
     assert f"Database: {settings.database_url.replace('s3cret-pass', '***')}" in caplog.messages
     assert "Database unreachable at start-up (" in caplog.text
     assert "s3cret-pass" not in caplog.text
+
+
+POSTGRES = "postgresql://app@db/app"
+
+
+def test_each_server_process_gets_its_share_of_the_connection_budget() -> None:
+    assert IsolatedSettings(database_url=POSTGRES).db_pool_size == 10
+    shared = IsolatedSettings(database_url=POSTGRES, web_concurrency=4, replicas=3)
+    assert shared.db_pool_size == 80 // 12
+
+
+def test_more_connections_than_the_budget_are_refused_with_the_fix() -> None:
+    with pytest.raises(ValidationError) as caught:
+        IsolatedSettings(database_url=POSTGRES, web_concurrency=4, db_pool_size=30)
+    message = str(caught.value)
+    assert "(WEB_CONCURRENCY 4 x REPLICAS 1) x DB_POOL_SIZE 30 = 120 database" in message
+    assert "more than DB_CONNECTION_BUDGET (80): set DB_POOL_SIZE to 20 or less" in message
+    # An embedded SQLite file has no connection limit.
+    IsolatedSettings(database_url="sqlite:///./app.db", web_concurrency=4, db_pool_size=30)
+
+
+def test_each_server_process_gets_its_share_of_the_cpus() -> None:
+    cpus = usable_cpus()
+    for workers in (1, 2, 4):
+        settings = IsolatedSettings(web_concurrency=workers)
+        assert settings.process_pool_workers == max(1, cpus // workers - 1)

@@ -1,7 +1,7 @@
 """Settings: every knob of the service in one place, read from the environment or `.env`."""
 
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -23,8 +23,17 @@ def _split_commas(value: object) -> object:
 CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
 
 
-def _default_process_pool_workers() -> int:
-    return max(1, usable_cpus() - 1)
+def _process_pool_share(fields: dict[str, Any]) -> int:
+    """This server process's share of the CPUs, less one for its event loop."""
+    workers: int = fields["web_concurrency"]
+    return max(1, usable_cpus() // workers - 1)
+
+
+def _connection_pool_share(fields: dict[str, Any]) -> int:
+    """This server process's share of the connection budget, at most 10."""
+    processes: int = fields["web_concurrency"] * fields["replicas"]
+    budget: int = fields["db_connection_budget"]
+    return max(1, min(10, budget // processes))
 
 
 # `.env` beside pyproject.toml, wherever the server is started from.
@@ -61,9 +70,17 @@ class Settings(BaseSettings):
     database_url: DatabaseUrl = "sqlite:///./app.db"
 
     # Capacity: one set of knobs, from which every limit is derived (see the README).
-    # Connections each server process holds open: at most this many requests use the database
-    # at once, and the others wait for a free connection, holding no thread.
-    db_pool_size: int = Field(default=10, ge=1)
+    # Server processes: workers on this machine (uvicorn reads WEB_CONCURRENCY as its worker
+    # count too) and replicas of the service (containers, machines). They share the budgets.
+    web_concurrency: int = Field(default=1, ge=1)
+    replicas: int = Field(default=1, ge=1)
+    # Connections the whole service (every replica and worker) may hold open on PostgreSQL:
+    # below its max_connections (100 by default), with room for migrations and admin sessions.
+    db_connection_budget: int = Field(default=80, ge=1)
+    # Connections each server process holds open (default: its share of the budget, at most 10):
+    # at most this many requests use the database at once; the others wait for a free
+    # connection, holding no thread.
+    db_pool_size: int = Field(default_factory=_connection_pool_share, ge=1)
     # Seconds a request waits for a free connection before it is refused as overloaded (503).
     db_pool_timeout: float = Field(default=5.0, gt=0)
     # Threads for blocking work: `def` handlers and dependencies, and run_in_thread(). A request
@@ -75,10 +92,10 @@ class Settings(BaseSettings):
     db_statement_timeout: float = Field(default=15.0, gt=0)
     db_ping_timeout: float = Field(default=2.0, gt=0)
 
-    # Pure-Python CPU work (see app.core.concurrency): worker processes (by default one CPU
-    # fewer than the process may use, leaving the event loop a core), jobs that may wait for a
-    # worker before new ones are refused (503), and each job's time limit in seconds.
-    process_pool_workers: int = Field(default_factory=_default_process_pool_workers, ge=1)
+    # Pure-Python CPU work (see app.core.concurrency): worker processes (by default this server
+    # process's share of the CPUs it may use, less one for its event loop), jobs that may wait
+    # for a worker before new ones are refused (503), and each job's time limit in seconds.
+    process_pool_workers: int = Field(default_factory=_process_pool_share, ge=1)
     cpu_queue_size: int = Field(default=4, ge=0)
     cpu_job_timeout: float = Field(default=30.0, gt=0)
 
@@ -90,6 +107,22 @@ class Settings(BaseSettings):
 
     # Request bodies larger than this many bytes are refused with 413 before they are read.
     max_request_body_bytes: int = Field(default=256 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _connections_fit_the_budget(self) -> Self:
+        if not self.database_url.startswith("postgresql"):
+            return self  # an embedded SQLite file has no connection limit
+        processes = self.web_concurrency * self.replicas
+        connections, budget = processes * self.db_pool_size, self.db_connection_budget
+        if connections > budget:
+            raise ValueError(
+                f"{processes} server process(es) (WEB_CONCURRENCY {self.web_concurrency} x "
+                f"REPLICAS {self.replicas}) x DB_POOL_SIZE {self.db_pool_size} = {connections} "
+                f"database connections, more than DB_CONNECTION_BUDGET ({budget}): set "
+                f"DB_POOL_SIZE to {budget // processes or 1} or less, or raise the budget (and "
+                "PostgreSQL's max_connections), or put PgBouncer in front"
+            )
+        return self
 
     @model_validator(mode="after")
     def _threads_outnumber_connections(self) -> Self:
