@@ -1,7 +1,7 @@
 """`create_app(settings)`: the application and its lifespan, built from the settings given."""
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import anyio
 import anyio.to_thread
@@ -14,12 +14,27 @@ from app.api.request_context import RequestContextMiddleware, RequestsInFlight
 from app.api.router import router
 from app.api.routes import metrics
 from app.api.security_headers import SecurityHeadersMiddleware
-from app.core.concurrency import open_process_pool
+from app.core.concurrency import CpuWorkers, open_process_pool
 from app.core.config import Settings
 from app.core.http import open_http_client
 from app.core.logging import logging_off_the_loop
+from app.core.task_queue import open_task_queue
 from app.db.session import open_database
 from app.monitoring import watching
+
+
+def open_cpu_workers(settings: Settings) -> AbstractAsyncContextManager[CpuWorkers]:
+    """The process pool, or with CPU_BACKEND=celery the task queue, for CPU-bound jobs."""
+    workers, queue_size = settings.process_pool_workers, settings.cpu_queue_size
+    time_limit = settings.cpu_job_timeout
+    if settings.cpu_backend == "celery":
+        return open_task_queue(
+            settings.celery_broker_url,
+            workers=workers,
+            queue_size=queue_size,
+            time_limit=time_limit,
+        )
+    return open_process_pool(workers, queue_size=queue_size, time_limit=time_limit)
 
 
 @asynccontextmanager
@@ -36,11 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         logging_off_the_loop(settings.log_level, settings.log_format),
         open_database(settings) as database,
         open_http_client(settings) as http_client,
-        open_process_pool(
-            settings.process_pool_workers,
-            queue_size=settings.cpu_queue_size,
-            time_limit=settings.cpu_job_timeout,
-        ) as process_pool,
+        open_cpu_workers(settings) as process_pool,
     ):
         app.state.database = database
         app.state.http_client = http_client

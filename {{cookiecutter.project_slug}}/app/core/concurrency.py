@@ -27,7 +27,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -96,6 +96,19 @@ async def acquire_or_overload(
 
 def _ready() -> None:
     """Do nothing, in a worker: running it shows the worker has started."""
+
+
+class CpuWorkers(Protocol):
+    """Where CPU-bound jobs run: the local `ProcessPool`, or a task queue's workers
+    (app.core.task_queue, CPU_BACKEND=celery). Call sites use only this."""
+
+    workers: int
+
+    async def run(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+    def call(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+
+    def jobs(self) -> tuple[int, int]: ...
 
 
 class ProcessPool:

@@ -1,7 +1,7 @@
 """Settings: every knob of the service in one place, read from the environment or `.env`."""
 
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -98,6 +98,12 @@ class Settings(BaseSettings):
     process_pool_workers: int = Field(default_factory=_process_pool_share, ge=1)
     cpu_queue_size: int = Field(default=4, ge=0)
     cpu_job_timeout: float = Field(default=30.0, gt=0)
+    # Where that work runs: `processes`, this machine's process pool (needing nothing), or
+    # `celery`, the workers of a task queue whose broker is CELERY_BROKER_URL (a Redis URL; see
+    # app.core.task_queue). With `celery`, PROCESS_POOL_WORKERS counts this process's jobs
+    # that workers run at once.
+    cpu_backend: Literal["processes", "celery"] = "processes"
+    celery_broker_url: str = ""
 
     # The shared client for calls to other services (HttpClientDep): seconds for each step of a
     # call (connecting, sending, each read, waiting for a free connection), and its pool.
@@ -107,6 +113,14 @@ class Settings(BaseSettings):
 
     # Request bodies larger than this many bytes are refused with 413 before they are read.
     max_request_body_bytes: int = Field(default=256 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _task_queue_has_a_broker(self) -> Self:
+        if self.cpu_backend == "celery" and not self.celery_broker_url:
+            raise ValueError(
+                "CPU_BACKEND=celery needs CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0"
+            )
+        return self
 
     @model_validator(mode="after")
     def _connections_fit_the_budget(self) -> Self:

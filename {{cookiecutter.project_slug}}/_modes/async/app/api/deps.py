@@ -6,7 +6,7 @@ import httpx
 from fastapi import Depends, HTTPException, Path, Request, status
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.core.concurrency import ProcessPool
+from app.core.concurrency import CpuWorkers
 from app.core.config import Settings
 from app.db.session import get_read_connection, get_session
 from app.models import Item
@@ -19,8 +19,8 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_process_pool(request: Request) -> ProcessPool:
-    pool: ProcessPool = request.app.state.process_pool
+async def get_process_pool(request: Request) -> CpuWorkers:
+    pool: CpuWorkers = request.app.state.process_pool
     return pool
 
 
@@ -30,7 +30,7 @@ async def get_http_client(request: Request) -> httpx.AsyncClient:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ProcessPoolDep = Annotated[ProcessPool, Depends(get_process_pool)]
+ProcessPoolDep = Annotated[CpuWorkers, Depends(get_process_pool)]
 # The app's one client for calls to other services (app/core/http.py); tests stub it.
 HttpClientDep = Annotated[httpx.AsyncClient, Depends(get_http_client)]
 # scope="function": commit before the response is sent, so a failed commit is an error response.

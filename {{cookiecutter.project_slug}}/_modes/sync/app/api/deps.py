@@ -7,7 +7,7 @@ from fastapi import Depends, HTTPException, Path, Request, status
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from app.core.concurrency import ProcessPool
+from app.core.concurrency import CpuWorkers
 from app.core.config import Settings
 from app.db.session import get_read_connection, get_session
 from app.models import Item
@@ -20,8 +20,8 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_process_pool(request: Request) -> ProcessPool:
-    pool: ProcessPool = request.app.state.process_pool
+def get_process_pool(request: Request) -> CpuWorkers:
+    pool: CpuWorkers = request.app.state.process_pool
     return pool
 
 
@@ -31,7 +31,7 @@ def get_http_client(request: Request) -> httpx.Client:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ProcessPoolDep = Annotated[ProcessPool, Depends(get_process_pool)]
+ProcessPoolDep = Annotated[CpuWorkers, Depends(get_process_pool)]
 # The app's one client for calls to other services (app/core/http.py); tests stub it.
 HttpClientDep = Annotated[httpx.Client, Depends(get_http_client)]
 # scope="function": commit before the response is sent, so a failed commit is an error response.

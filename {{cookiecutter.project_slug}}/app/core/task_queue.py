@@ -1,0 +1,146 @@
+"""CPU-bound work on a Celery task queue (Redis), behind the process pool's interface.
+
+With CPU_BACKEND=celery, `await pool.run(func, ...)` and `pool.call(func, ...)` send each job
+to Celery workers, on this machine or others, instead of local worker processes: the call sites
+do not change. The workers run `celery -A app.worker worker` (see the README), from the same
+code, so `func` is one of this project's module-level functions: a worker imports it by name
+and calls it with the arguments, which travel as JSON (numbers, strings, lists, dicts).
+
+The admission rule is the process pool's: at most PROCESS_POOL_WORKERS + CPU_QUEUE_SIZE jobs of
+a server process are in flight, and one more is refused at once (503). A job waits at most
+CPU_JOB_TIMEOUT seconds for its result. A worker process that dies while it runs a job hands
+the job back to the queue (late acknowledgement), so another worker runs it again; if no worker
+answers in time, the request fails clearly rather than hanging.
+"""
+
+import importlib
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, ParamSpec, TypeVar
+
+import anyio
+import anyio.to_thread
+from celery import Celery
+from celery.exceptions import TimeoutError as ResultTimeoutError
+from celery.result import AsyncResult
+
+from app.core.concurrency import JobFailedError, OverloadedError, run_in_thread
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+TASK = "app.run_function"
+
+
+def run_function(module: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """The one task: call this project's function `module.name` with the arguments."""
+    if module.split(".")[0] != "app":
+        raise ValueError(f"{module}.{name} is not this project's code")
+    return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+
+def celery_app(broker_url: str) -> Celery:
+    """The Celery app of the server processes and of the workers: Redis for jobs and results."""
+    celery = Celery("app", broker=broker_url, backend=broker_url)
+    celery.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        # A job is acknowledged when it is done, not when it starts: if its worker process
+        # dies, the job goes back to the queue for another one.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,  # a worker process holds one job, never a backlog
+        result_expires=3600,
+        broker_connection_retry_on_startup=True,
+    )
+    celery.task(name=TASK)(run_function)
+    return celery
+
+
+class TaskQueue:
+    """The process pool's interface (`run`, `call`, `jobs`) over a Celery task queue."""
+
+    def __init__(self, celery: Celery, *, workers: int, queue_size: int, time_limit: float):
+        self.celery = celery
+        self.workers = workers  # jobs counted as running; the others as queued
+        self.time_limit = time_limit
+        self._admitted = threading.BoundedSemaphore(workers + queue_size)
+        self._jobs = 0
+        self._counting = threading.Lock()
+
+    async def run(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `func(*args, **kwargs)` on a worker; for `async def` code.
+
+        Cancelling the caller (a client that hung up) revokes the job."""
+        result = await run_in_thread(self._submit, func, args, kwargs)
+        try:
+            # Abandoned on cancellation: the thread gives up within CPU_JOB_TIMEOUT.
+            value: T = await anyio.to_thread.run_sync(self._wait, result, abandon_on_cancel=True)
+            return value
+        except anyio.get_cancelled_exc_class():
+            with anyio.CancelScope(shield=True):
+                await run_in_thread(result.revoke)
+            raise
+
+    def call(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `func(*args, **kwargs)` on a worker and wait; for `def` code only (it blocks)."""
+        result: T = self._wait(self._submit(func, args, kwargs))
+        return result
+
+    def jobs(self) -> tuple[int, int]:
+        """Jobs of this process taken by workers (at most), and jobs waiting in the queue."""
+        jobs = self._jobs
+        return min(jobs, self.workers), max(0, jobs - self.workers)
+
+    def _submit(
+        self, func: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object]
+    ) -> AsyncResult:
+        if not self._admitted.acquire(blocking=False):
+            raise OverloadedError("the CPU work queue is full")
+        self._count(+1)
+        try:
+            return self.celery.send_task(
+                TASK, args=[func.__module__, func.__qualname__, list(args), kwargs]
+            )
+        except BaseException:
+            self._finished()
+            raise
+
+    def _wait(self, result: AsyncResult) -> Any:
+        try:
+            with self._stopped_jobs_fail(result):
+                return result.get(timeout=self.time_limit, propagate=True)
+        finally:
+            self._finished()
+
+    @contextmanager
+    def _stopped_jobs_fail(self, result: AsyncResult) -> Iterator[None]:
+        try:
+            yield
+        except ResultTimeoutError:
+            result.revoke()
+            raise JobFailedError(
+                f"no worker finished the job within {self.time_limit:g} s"
+            ) from None
+
+    def _count(self, change: int) -> None:
+        with self._counting:
+            self._jobs += change
+
+    def _finished(self) -> None:
+        self._count(-1)
+        self._admitted.release()
+
+
+@asynccontextmanager
+async def open_task_queue(
+    broker_url: str, *, workers: int, queue_size: int, time_limit: float
+) -> AsyncIterator[TaskQueue]:
+    """A `TaskQueue` for the lifespan; its connections are closed on exit."""
+    celery = celery_app(broker_url)
+    try:
+        yield TaskQueue(celery, workers=workers, queue_size=queue_size, time_limit=time_limit)
+    finally:
+        await run_in_thread(celery.close)
