@@ -1,6 +1,7 @@
 """What the lifespan runs to watch the app in production: the stall monitor, and the metrics
 sampled from the app's pools once a second (see app.core.stalls and app.core.metrics)."""
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,6 +13,8 @@ from sqlalchemy.pool import QueuePool
 from app.core import metrics
 from app.core.config import Settings
 from app.core.stalls import Stall, StallMonitor
+
+logger = logging.getLogger(__name__)
 
 
 def _sample_pools(app: FastAPI) -> None:
@@ -43,6 +46,12 @@ async def watching(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         yield
         return
     with_metrics = settings.metrics_enabled
+    if with_metrics and settings.web_concurrency > 1 and not metrics.MULTIPROCESS:
+        logger.warning(
+            "WEB_CONCURRENCY is %d but PROMETHEUS_MULTIPROC_DIR is not set: /metrics shows the "
+            "figures of whichever worker answers it, not their sum",
+            settings.web_concurrency,
+        )
     monitor = StallMonitor(
         settings.stall_threshold,
         on_lag=metrics.LOOP_LAG.observe if with_metrics else _ignore,

@@ -104,3 +104,14 @@ async def test_the_stall_monitor_reports_a_stall_once_with_its_culprit(
     assert [message.split(" at ")[0] for message in summaries] == [
         "Event loop stalled 2 more time(s)"
     ]
+
+
+async def test_several_workers_without_a_shared_metrics_directory_are_warned_of(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(settings.model_copy(update={"web_concurrency": 2}))
+    with caplog.at_level(logging.WARNING, logger="app.monitoring"):
+        async with LifespanManager(app):
+            pass
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "app.monitoring"]
+    assert "PROMETHEUS_MULTIPROC_DIR is not set" in warning
