@@ -1,6 +1,6 @@
 """Past one machine, on one: the async bake with its CPU work local or on the task queue.
 
-    uv run python bench/queue.py [--duration 15]
+    uv run python bench/cpu_backends.py [--duration 15]
 
 Bakes the async mode, starts a throwaway PostgreSQL (10,000 items) and Redis on loopback, and
 serves the bake three ways, one at a time: one uvicorn worker with the local process pool (the
