@@ -98,6 +98,34 @@ def _ready() -> None:
     """Do nothing, in a worker: running it shows the worker has started."""
 
 
+class Admission:
+    """At most `workers + queue_size` jobs in flight; one more is refused at once."""
+
+    def __init__(self, workers: int, queue_size: int) -> None:
+        self.workers = workers
+        self._slots = threading.BoundedSemaphore(workers + queue_size)
+        self._in_flight = 0  # admitted and not finished: running, or waiting for a worker
+        self._counting = threading.Lock()
+
+    def admit(self) -> None:
+        if not self._slots.acquire(blocking=False):
+            raise OverloadedError("the CPU work queue is full")
+        self._count(+1)
+
+    def finished(self) -> None:
+        self._count(-1)
+        self._slots.release()
+
+    def jobs(self) -> tuple[int, int]:
+        """Jobs running (at most one a worker), and jobs waiting for a worker."""
+        jobs = self._in_flight
+        return min(jobs, self.workers), max(0, jobs - self.workers)
+
+    def _count(self, change: int) -> None:
+        with self._counting:
+            self._in_flight += change
+
+
 class CpuWorkers(Protocol):
     """Where CPU-bound jobs run: the local `ProcessPool`, or a task queue's workers
     (app.core.task_queue, CPU_BACKEND=celery). Call sites use only this."""
@@ -126,9 +154,7 @@ class ProcessPool:
     def __init__(self, workers: int, *, queue_size: int = 0, time_limit: float | None = None):
         self.workers = workers
         self.time_limit = time_limit
-        self._admitted = threading.BoundedSemaphore(workers + queue_size)
-        self._jobs = 0  # admitted and not finished: running, or waiting for a worker
-        self._counting = threading.Lock()
+        self._admission = Admission(workers, queue_size)
         self._replacing = threading.Lock()
         self._pool = self._new_pool()
 
@@ -163,29 +189,18 @@ class ProcessPool:
     def _submit(
         self, func: Callable[..., T], args: tuple[object, ...], kwargs: dict[str, object]
     ) -> Future[T]:
-        if not self._admitted.acquire(blocking=False):
-            raise OverloadedError("the CPU work queue is full")
-        self._count(+1)
+        self._admission.admit()
         try:
             future = self._pool.schedule(func, args, kwargs, timeout=self.time_limit)
         except BaseException:
-            self._finished()
+            self._admission.finished()
             raise
-        future.add_done_callback(lambda _: self._finished())
+        future.add_done_callback(lambda _: self._admission.finished())
         return future
-
-    def _count(self, change: int) -> None:
-        with self._counting:
-            self._jobs += change
-
-    def _finished(self) -> None:
-        self._count(-1)
-        self._admitted.release()
 
     def jobs(self) -> tuple[int, int]:
         """Jobs running, and jobs waiting for a worker."""
-        jobs = self._jobs
-        return min(jobs, self.workers), max(0, jobs - self.workers)
+        return self._admission.jobs()
 
     @contextmanager
     def _stopped_jobs_fail(self) -> Iterator[None]:

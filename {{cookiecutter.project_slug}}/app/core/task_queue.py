@@ -14,7 +14,6 @@ answers in time, the request fails clearly rather than hanging.
 """
 
 import importlib
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, ParamSpec, TypeVar
@@ -25,7 +24,7 @@ from celery import Celery
 from celery.exceptions import TimeoutError as ResultTimeoutError
 from celery.result import AsyncResult
 
-from app.core.concurrency import JobFailedError, OverloadedError, run_in_thread
+from app.core.concurrency import Admission, JobFailedError, run_in_thread
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -66,9 +65,7 @@ class TaskQueue:
         self.celery = celery
         self.workers = workers  # jobs counted as running; the others as queued
         self.time_limit = time_limit
-        self._admitted = threading.BoundedSemaphore(workers + queue_size)
-        self._jobs = 0
-        self._counting = threading.Lock()
+        self._admission = Admission(workers, queue_size)
 
     async def run(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `func(*args, **kwargs)` on a worker; for `async def` code.
@@ -91,21 +88,18 @@ class TaskQueue:
 
     def jobs(self) -> tuple[int, int]:
         """Jobs of this process taken by workers (at most), and jobs waiting in the queue."""
-        jobs = self._jobs
-        return min(jobs, self.workers), max(0, jobs - self.workers)
+        return self._admission.jobs()
 
     def _submit(
         self, func: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object]
     ) -> AsyncResult:
-        if not self._admitted.acquire(blocking=False):
-            raise OverloadedError("the CPU work queue is full")
-        self._count(+1)
+        self._admission.admit()
         try:
             return self.celery.send_task(
                 TASK, args=[func.__module__, func.__qualname__, list(args), kwargs]
             )
         except BaseException:
-            self._finished()
+            self._admission.finished()
             raise
 
     def _wait(self, result: AsyncResult) -> Any:
@@ -113,7 +107,7 @@ class TaskQueue:
             with self._stopped_jobs_fail(result):
                 return result.get(timeout=self.time_limit, propagate=True)
         finally:
-            self._finished()
+            self._admission.finished()
 
     @contextmanager
     def _stopped_jobs_fail(self, result: AsyncResult) -> Iterator[None]:
@@ -124,14 +118,6 @@ class TaskQueue:
             raise JobFailedError(
                 f"no worker finished the job within {self.time_limit:g} s"
             ) from None
-
-    def _count(self, change: int) -> None:
-        with self._counting:
-            self._jobs += change
-
-    def _finished(self) -> None:
-        self._count(-1)
-        self._admitted.release()
 
 
 @asynccontextmanager
