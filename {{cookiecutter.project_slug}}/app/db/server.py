@@ -30,8 +30,9 @@ def require_utf8(encoding: str, url: URL) -> None:
         )
 
 
-def is_unreachable(error: Exception) -> bool:
-    """An outage at start-up is no reason to refuse to start: requests get 503s until it ends."""
+def forgive_outage(error: Exception) -> bool:
+    """Whether start-up goes on despite `error`: an outage is logged and forgiven (requests get
+    503s until it ends); any other error is not."""
     if isinstance(error, OSError | TimeoutError) or (
         isinstance(error, DBAPIError) and is_outage(error)
     ):

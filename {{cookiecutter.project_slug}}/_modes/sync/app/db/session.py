@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.core.concurrency import acquire_or_overload, run_in_thread
 from app.core.config import Settings
 from app.db.errors import DatabaseUnavailableError
-from app.db.server import ENCODING_QUERY, announce, is_unreachable, require_utf8
+from app.db.server import ENCODING_QUERY, announce, forgive_outage, require_utf8
 from app.db.sqlite import configure_sqlite
 
 
@@ -93,7 +93,7 @@ def _check_server(engine: Engine) -> None:
         with engine.connect() as connection:
             encoding = connection.scalar(text(ENCODING_QUERY))
     except Exception as error:
-        if is_unreachable(error):
+        if forgive_outage(error):
             return
         raise
     require_utf8(str(encoding), engine.url)
