@@ -113,3 +113,26 @@ class Load:
         self._stop.set()
         for thread in self._threads:
             thread.join()
+
+
+# Holds one CPU with a real-time process, with the target's main thread pinned to that CPU: the
+# target is runnable but not run, as on a crowded node or under a CPU quota.
+STARVER = """
+import os, sys, time
+target, seconds = int(sys.argv[1]), float(sys.argv[2])
+cpu, before = min(os.sched_getaffinity(0)), os.sched_getaffinity(target)
+os.sched_setaffinity(0, {cpu})
+os.sched_setaffinity(target, {cpu})
+os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+deadline = time.monotonic() + seconds
+while time.monotonic() < deadline:
+    pass
+os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+os.sched_setaffinity(target, before)
+"""
+
+
+def starve(pid: int, seconds: float) -> None:
+    """Keep process `pid`'s main thread from running for `seconds` (needs root: real-time)."""
+    result = run(sys.executable, "-c", STARVER, str(pid), str(seconds), timeout=30)
+    assert result.returncode == 0, result.stderr

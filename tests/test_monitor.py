@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.helpers import TEMPLATE, clean_env
-from tests.serve import Load, migrated_copy, serving, uvicorn
+from tests.serve import Load, migrated_copy, serving, starve, uvicorn
 
 CASES = TEMPLATE / "tests" / "cases" / "monitor"
 
@@ -85,6 +85,30 @@ def test_a_stall_is_logged_with_its_request_and_line_and_counted(served: Served,
     )
     assert "WARNING app.core.stalls" in entry
     assert metric(client, "event_loop_stalls_total") == stalls_before + 1
+
+
+def test_a_stall_in_a_streaming_body_names_its_request(served: Served) -> None:
+    response = served.client.get("/stalls/stream", headers={"X-Request-ID": "stall-stream"})
+    assert response.text == "first\nsecond\n"
+    served.wait_for_log(
+        "Event loop stalled for",
+        f"at app/api/routes/stalls.py:{line_of('stream')} in ",
+        "during GET /stalls/stream (request stall-stream)",
+    )
+
+
+def test_a_loop_the_machine_did_not_run_is_starvation_not_a_stall(served: Served) -> None:
+    """Runnable but not run (a CPU quota, a crowded node): logged as such, blaming no line."""
+    client = served.client
+    stalls, starvations = (
+        metric(client, "event_loop_stalls_total"),
+        metric(client, "event_loop_starvations_total"),
+    )
+    starve(client.get("/stalls/pid").json()["pid"], seconds=0.4)
+    entry = served.wait_for_log("Event loop starved for", within=2.0)
+    assert "no code of the app is to blame" in entry
+    assert metric(client, "event_loop_starvations_total") >= starvations + 1
+    assert metric(client, "event_loop_stalls_total") == stalls
 
 
 def test_metrics_count_requests_by_route_template_and_sample_the_pools(served: Served) -> None:

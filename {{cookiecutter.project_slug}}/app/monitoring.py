@@ -34,6 +34,10 @@ def _count_stall(_: Stall) -> None:
     metrics.LOOP_STALLS.inc()
 
 
+def _count_starvation(_: float) -> None:
+    metrics.LOOP_STARVATIONS.inc()
+
+
 def _ignore(*_: object) -> None:
     pass
 
@@ -56,6 +60,7 @@ async def watching(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         settings.stall_threshold,
         on_lag=metrics.LOOP_LAG.observe if with_metrics else _ignore,
         on_stall=_count_stall if with_metrics else _ignore,
+        on_starved=_count_starvation if with_metrics else _ignore,
         on_tick=(lambda: _sample_pools(app)) if with_metrics else _ignore,
         in_flight=lambda: app.state.requests_in_flight.count,
         report_stalls=settings.stall_monitor_enabled,

@@ -80,7 +80,12 @@ async def test_the_stall_monitor_reports_a_stall_once_with_its_culprit(
 ) -> None:
     stalls: list[Stall] = []
     monitor = StallMonitor(
-        0.05, on_lag=lambda _: None, on_stall=stalls.append, on_tick=lambda: None, in_flight=int
+        0.05,
+        on_lag=lambda _: None,
+        on_stall=stalls.append,
+        on_starved=lambda _: None,
+        on_tick=lambda: None,
+        in_flight=int,
     )
     watching = asyncio.create_task(monitor.run())
     await asyncio.sleep(0.1)

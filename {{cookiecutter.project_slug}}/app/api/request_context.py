@@ -63,7 +63,9 @@ class RequestContextMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                # Read from the request's scope: the stall monitor finds a streaming body's
+                # request through the `send` it writes to (app.core.stalls).
+                MutableHeaders(scope=message)["X-Request-ID"] = scope["state"]["request_id"]
             await send(message)
 
         self.in_flight.count += 1

@@ -28,6 +28,10 @@ LOOP_LAG = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 LOOP_STALLS = Counter("event_loop_stalls", "Event loop stalls longer than STALL_THRESHOLD")
+LOOP_STARVATIONS = Counter(
+    "event_loop_starvations",
+    "Loop lags longer than STALL_THRESHOLD that the machine caused (the process not run)",
+)
 REQUESTS = Counter("http_requests", "Requests answered", ["method", "route", "status"])
 REQUEST_DURATION = Histogram(
     "http_request_duration_seconds", "Time to answer a request", ["method", "route"]

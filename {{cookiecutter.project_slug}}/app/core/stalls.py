@@ -7,16 +7,22 @@ the culprit still runs (a `time.sleep`, a CPU-bound loop, a C extension that hol
 the loop is back, the heartbeat logs one warning for the stall: how long, during which request,
 and where, the project's own frames first. Further stalls at the same place within a minute are
 counted, and summarised in one line when the minute is over, instead of flooding the log.
+
+A loop can also be late because the machine did not run it: a CPU quota throttled the process,
+or other work crowded the node. Linux counts, per thread, the time it was runnable but not
+running (schedstat); when that explains the lag, it is logged as starvation, with no culprit
+line: no line of the app is to blame.
 """
 
 import asyncio
 import itertools
 import logging
+import os
 import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -90,11 +96,74 @@ def _sample(frame: FrameType, in_flight: int) -> Sample:
     request = None
     walk: FrameType | None = frame
     while walk is not None and request is None:  # innermost ASGI call: its scope
-        scope = walk.f_locals.get("scope")
-        if isinstance(scope, dict) and scope.get("type") in ("http", "websocket"):
+        scope = _scope_of(walk.f_locals)
+        if scope is not None:
             request = request_name(scope)
         walk = walk.f_back
     return Sample(stack, request, in_flight)
+
+
+def _is_scope(value: object) -> bool:
+    return isinstance(value, dict) and value.get("type") in ("http", "websocket")
+
+
+def _scope_of(names: dict[str, object]) -> dict[str, object] | None:
+    """The request's scope, from a frame's `scope`, or through the `send` it writes to: a
+    streaming body runs in a task of its own, whose frames hold no scope, but its `send` is the
+    middleware's, which closes over it."""
+    scope = names.get("scope")
+    if _is_scope(scope):
+        return scope  # type: ignore[return-value]
+    chain: list[object] = [names.get("send")]  # the wrapped `send`s, each closing over the next
+    for callable_ in itertools.islice(iter_growing(chain), 32):
+        for cell in getattr(callable_, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if _is_scope(value):
+                return value  # type: ignore[no-any-return]
+            if callable(value):
+                chain.append(value)
+    return None
+
+
+def iter_growing(items: list[object]) -> Iterator[object]:
+    """The items of a list that grows while it is iterated."""
+    index = 0
+    while index < len(items):
+        yield items[index]
+        index += 1
+
+
+class _RunQueue:
+    """A thread's time runnable but not running, in seconds (Linux's schedstat); None where the
+    system does not say. One pread of a descriptor kept open: about a microsecond."""
+
+    def __init__(self, native_thread_id: int) -> None:
+        try:
+            self._fd: int | None = os.open(
+                f"/proc/self/task/{native_thread_id}/schedstat", os.O_RDONLY
+            )
+        except OSError:
+            self._fd = None
+
+    def __call__(self) -> float | None:
+        if self._fd is None:
+            return None
+        try:
+            return int(os.pread(self._fd, 128, 0).split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _difference(now: float | None, before: float | None) -> float:
+    return now - before if now is not None and before is not None else 0.0
 
 
 @dataclass
@@ -113,6 +182,7 @@ class StallMonitor:
         *,
         on_lag: Callable[[float], None],
         on_stall: Callable[[Stall], None],
+        on_starved: Callable[[float], None],
         on_tick: Callable[[], None],
         in_flight: Callable[[], int],
         report_stalls: bool = True,
@@ -121,6 +191,7 @@ class StallMonitor:
         self.threshold = threshold  # seconds the loop may be late before it counts as a stall
         self.on_lag = on_lag  # every heartbeat's lateness, in seconds
         self.on_stall = on_stall  # every stall, logged or not
+        self.on_starved = on_starved  # every lag the machine caused, in seconds
         self.on_tick = on_tick  # about once a second, on the loop
         self.in_flight = in_flight
         self.report_stalls = report_stalls
@@ -135,6 +206,7 @@ class StallMonitor:
     async def run(self) -> None:
         """Beat until cancelled (at shut-down), with the watchdog watching."""
         loop_thread = threading.get_ident()
+        run_queue = _RunQueue(threading.get_native_id())
         stopped = threading.Event()
         watchdog = threading.Thread(
             target=self._watch, args=(loop_thread, stopped), name="stall-watchdog", daemon=True
@@ -148,18 +220,35 @@ class StallMonitor:
                     self._stalled(*stalled)
                     stalled = None
                 self._due = time.monotonic() + self.interval
+                queued = run_queue()
                 await asyncio.sleep(self.interval)
                 now = time.monotonic()
                 lag = max(0.0, now - self._due)
                 self.on_lag(lag)
-                if lag >= self.threshold:
+                if lag < self.threshold:
+                    pass
+                elif (starved := _difference(run_queue(), queued)) > lag - self.threshold:
+                    self._starved(lag, starved)  # the machine's doing: the app held less
+                else:
                     stalled = (self._due, lag)
                 if beat % ticks_per_second == 0:
                     self.on_tick()
                     self._summarise_storms(now)
         finally:
             stopped.set()
+            run_queue.close()
             self._summarise_storms(float("inf"))
+
+    def _starved(self, lag: float, starved: float) -> None:
+        self.on_starved(lag)
+        if self.report_stalls:
+            logger.warning(
+                "Event loop starved for %.0f ms: the process was ready to run for %.0f ms of it "
+                "but the machine did not run it (a CPU quota, or a crowded node); no code of "
+                "the app is to blame",
+                lag * 1000,
+                starved * 1000,
+            )
 
     def _watch(self, loop_thread: int, stopped: threading.Event) -> None:
         """The watchdog: sample the loop thread's stack once per stall, while it lasts."""
