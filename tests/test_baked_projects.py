@@ -24,9 +24,13 @@ def database_url(database: str, project: Path, name: str, request: pytest.Fixtur
 def test_own_test_suite_passes(baked: Path, database: str, request: pytest.FixtureRequest) -> None:
     mode = mode_of(baked)
     env = clean_env()
+    options = ["-q", "-p", "no:cacheprovider"]
     if database == "postgresql":
         env["TEST_DATABASE_URL"] = database_url(database, baked, f"suite_{mode}", request)
-    result = run(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=baked, env=env)
+    else:  # under coverage, as CI usually runs it: its tracer is not the app's blocking
+        options.append("--cov=app")
+        env["COVERAGE_FILE"] = str(request.getfixturevalue("tmp_path") / ".coverage")
+    result = run(sys.executable, "-m", "pytest", *options, cwd=baked, env=env)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     print(f"{mode} on {database}: {summary}")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]

@@ -11,15 +11,21 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from pathlib import Path
 
+import httpx
 import pytest
+import uvloop
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from httpx import ASGITransport, AsyncClient
 
+from app.api.deps import get_http_client
 from app.api.routes import blocking
+from app.core.config import Settings
+from app.factory import create_app
 
 from tests.loop_guard import allow_blocking
 
@@ -42,8 +48,48 @@ BLOCKING = [
     "log-to-file",
     "wait-in-c",
     "client-per-request",
+    "busy-150ms",
+    # as users write it
+    "default-arg-sleep",
+    "import-module",
+    "gil-wait",
+    "pipe-recv",
+    "simple-queue",
+    "many-products",
+    "jinja-per-request",
+    "read-text",
+    "subprocess",
+    "sync-httpx",
+    "event-wait",
+    "future-result",
+    "dependency-file",
+    "password-hash",
+    "compress",
+    "list-dir",
+]
+# Routes that take a file to work on: (route, bytes of the file).
+BLOCKING_ON_FILES = [
+    ("file-digest", 20_000_000),
+    ("csv-file", 2_300_000),
+    ("unbuffered-read", 8_000_000),
+    ("copy-file", 0),
 ]
 CORRECT = ["async-sleep", "sleep-in-thread", "cpu-in-process-pool", "sleep-in-def"]
+# The same, as users write it (under /correct).
+CORRECT_AS_USERS_WRITE_IT = [
+    "asyncio-run-in-def",
+    "anyio-run-in-def",
+    "strptime",
+    "zoneinfo",
+    "executor-block",
+    "cpu-30ms",
+    "read-in-thread",
+    "digest-in-thread",
+    "loop-getaddrinfo",
+    "def-dependency-file",
+    "sync-stream",
+    "lazy-import-in-def",
+]
 
 
 async def test_blocking_lifespan_startup(client: AsyncClient) -> None:
@@ -66,6 +112,129 @@ async def test_correct_once_the_cache_is_built(client: AsyncClient) -> None:
 async def test_blocking_psycopg2(client: AsyncClient) -> None:
     response = await client.get("/blocking/psycopg2", params={"dsn": os.environ["BLOCKING_DSN"]})
     assert response.status_code == 200
+
+
+async def test_blocking_psycopg3(client: AsyncClient) -> None:
+    response = await client.get("/blocking/psycopg3", params={"dsn": os.environ["BLOCKING_DSN"]})
+    assert response.json() == {"value": 1}
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], str]:
+    """A file of about `size` bytes of CSV rows, made by the test (its own I/O)."""
+    directory = tmp_path_factory.mktemp("data")
+
+    def make(size: int) -> str:
+        path = directory / f"{size}.csv"
+        row = b"2026-12-06,42,some text that a report would hold\n"
+        path.write_bytes(row * (size // len(row)))
+        return str(path)
+
+    return make
+
+
+@pytest.mark.parametrize(("route", "size"), BLOCKING_ON_FILES)
+async def test_blocking_on_files(
+    client: AsyncClient, data_file: Callable[[int], str], route: str, size: int
+) -> None:
+    response = await client.get(f"/blocking/{route}", params={"path": data_file(size)})
+    assert response.status_code == 200
+
+
+async def test_blocking_service_called_directly() -> None:
+    """A unit test of an async service function: the app's code, judged like a request."""
+    assert await blocking.report_status("http://127.0.0.1:9/") == 0
+
+
+async def test_blocking_service_computing_when_called_directly() -> None:
+    assert await blocking.summarise(blocking.HOLD) > 0
+
+
+async def test_correct_service_called_directly() -> None:
+    assert await blocking.poll_status() == "ok"
+
+
+async def test_correct_test_computes_itself(client: AsyncClient) -> None:
+    """The test's own CPU work is not the app's, however long."""
+    payload = [blocking.compute(0.001) for _ in range(200)]
+    response = await client.get("/correct/json-body-small", params={"numbers": str(payload)})
+    assert response.json() == {"count": 200}
+
+
+async def test_blocking_call_later(client: AsyncClient) -> None:
+    response = await client.post("/blocking/call-later")
+    assert response.status_code == 200
+
+
+async def test_correct_right_after_a_call_later(client: AsyncClient) -> None:
+    """Innocent: the callback scheduled by the previous test's request is charged to it."""
+    response = await client.get("/health")
+    assert response.status_code == 200
+
+
+def test_blocking_with_the_test_client(settings: Settings) -> None:
+    """FastAPI's TestClient, as its docs teach it: the app runs on the client's own loop, in a
+    thread, and is judged there too."""
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/blocking/sleep").status_code == 200
+
+
+def test_correct_with_the_test_client(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:  # its default host, testserver
+        assert client.get("/health").json() == {"status": "ok"}
+        assert client.get("/blocking/async-sleep").status_code == 200
+
+
+def test_blocking_on_uvloop(settings: Settings) -> None:
+    """Tests that serve the app on uvloop, as production does: the guard refuses, saying how."""
+
+    async def drive() -> int:
+        app = create_app(settings)
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://localhost") as client:
+            return (await client.get("/blocking/cpu")).status_code
+
+    assert uvloop.run(drive()) == 200
+
+
+async def test_correct_fake_user_from_a_fixture_file(app: FastAPI, client: AsyncClient) -> None:
+    """FastAPI's docs' pattern: an async override of a dependency, here loading its user from a
+    JSON file of the tests. The test's code, though the app calls it."""
+    fixture = Path(__file__).with_name("user.json")
+
+    async def fake_user() -> dict[str, str]:
+        return json.loads(fixture.read_text())
+
+    app.dependency_overrides[blocking.current_user] = fake_user
+    try:
+        response = await client.get("/correct/me")
+    finally:
+        del app.dependency_overrides[blocking.current_user]
+    assert response.json() == {"name": "Ada"}
+
+
+async def test_correct_mock_transport_reading_a_fixture_file(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    """A stub of the other service, as httpx's docs write it: its handler reads a fixture."""
+    fixture = Path(__file__).with_name("user.json")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200 if fixture.read_bytes() else 500)
+
+    stub = type(app.state.http_client)(transport=httpx.MockTransport(handler))
+    app.dependency_overrides[get_http_client] = lambda: stub
+    try:
+        response = await client.get("/correct/remote", params={"url": "http://service.test/"})
+    finally:
+        del app.dependency_overrides[get_http_client]
+    assert response.json() == {"status": 200}
+
+
+async def test_correct_table_of_requests(client: AsyncClient) -> None:
+    """25 requests of ~6 ms of CPU each, back to back: each is judged on its own."""
+    for _ in range(25):
+        assert (await client.get("/correct/cpu-6ms")).status_code == 200
 
 
 async def test_blocking_spawned_task(client: AsyncClient) -> None:
@@ -127,6 +296,12 @@ async def test_correct(client: AsyncClient, route: str) -> None:
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize("route", CORRECT_AS_USERS_WRITE_IT)
+async def test_correct_as_users_write_it(client: AsyncClient, route: str) -> None:
+    response = await client.get(f"/correct/{route}")
+    assert response.status_code == 200
+
+
 @pytest.mark.allow_blocking(reason="proves that a test can opt out")
 async def test_correct_when_opted_out(client: AsyncClient) -> None:
     response = await client.get("/blocking/sleep")
@@ -163,7 +338,7 @@ async def test_correct_upload(client: AsyncClient) -> None:
 async def test_correct_test_does_its_own_file_io(client: AsyncClient, tmp_path: Path) -> None:
     """The test's own I/O (a fixture file, tmp_path, an upload from disk) is not the app's."""
     upload = tmp_path / "upload.bin"
-    upload.write_bytes(Path(__file__).read_bytes() * 20)
+    upload.write_bytes(Path(__file__).read_bytes()[:10_000] * 10)
     with upload.open("rb") as file:
         response = await client.post("/correct/upload", files={"file": file})
     assert response.json() == {"size": upload.stat().st_size}
@@ -210,24 +385,40 @@ async def test_correct_streaming(client: AsyncClient) -> None:
     assert response.text == "0 1 2 "
 
 
-# Stops its parent process for 200 ms when told to (SIGUSR1), as a busy machine can.
-PAUSER = """
-import os, signal, sys, time
+# Starves its parent's event loop for 200 ms when told to (SIGUSR1), as a crowded machine does:
+# the loop's thread is runnable, but a real-time process holds its CPU.
+STARVER = """
+import os, signal, time
+parent = os.getppid()
 signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
+try:
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+except PermissionError:
+    print("no real-time scheduling", flush=True)
+    raise SystemExit
 print("ready", flush=True)
 signal.sigwait([signal.SIGUSR1])
-os.kill(os.getppid(), signal.SIGSTOP)
-time.sleep(0.2)
-os.kill(os.getppid(), signal.SIGCONT)
+cpu, before = min(os.sched_getaffinity(0)), os.sched_getaffinity(parent)
+os.sched_setaffinity(0, {cpu})
+os.sched_setaffinity(parent, {cpu})  # the parent's main thread: the one running the loop
+os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+deadline = time.monotonic() + 0.2
+while time.monotonic() < deadline:
+    pass
+os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+os.sched_setaffinity(parent, before)
 """
 
 
-async def test_correct_when_the_machine_stops_the_process(client: AsyncClient) -> None:
-    """Not blocking: the time the process could not run is not charged to the app."""
-    with subprocess.Popen([sys.executable, "-c", PAUSER], stdout=subprocess.PIPE) as pauser:
-        assert pauser.stdout is not None and pauser.stdout.readline() == b"ready\n"
-        response = await client.get("/correct/paused", params={"helper": pauser.pid})
-    assert response.json()["lost"] >= 0.15, "the process was not stopped: nothing was proved"
+async def test_correct_when_the_machine_starves_the_process(client: AsyncClient) -> None:
+    """Not blocking: the time the loop's thread was runnable but not run is not the app's."""
+    with subprocess.Popen([sys.executable, "-c", STARVER], stdout=subprocess.PIPE) as starver:
+        assert starver.stdout is not None
+        if starver.stdout.readline() != b"ready\n":
+            pytest.skip("starving a process takes real-time scheduling (root, CAP_SYS_NICE)")
+        response = await client.get("/correct/paused", params={"helper": starver.pid})
+    assert response.json()["lost"] >= 0.15, "the process was not starved: nothing was proved"
 
 
 async def test_blocking_lifespan_shutdown(client: AsyncClient) -> None:

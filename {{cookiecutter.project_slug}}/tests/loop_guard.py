@@ -2,31 +2,37 @@
 
 One thread runs the event loop; while a callback on it blocks (a `time.sleep`, a sync database
 driver, a CPU-bound loop inside `async def`), every other request waits. The guard judges what
-the *app* runs on the loop, and nothing else: requests (dependencies, middleware, streaming
-bodies, background tasks), websockets, tasks the app spawns, and the lifespan's start-up and
-shut-down. The test's own code is not judged: an `async def` test may read a fixture file.
+the *app* runs on the loop that serves it: requests (dependencies, middleware, streaming
+bodies, background tasks), websockets, tasks and callbacks the app schedules, the lifespan's
+start-up and shut-down, and the app's `async def` code a test calls directly (a service, a
+repository). The test's own code is not judged, also where the app runs it (a dependency
+override, a mock transport's handler: anything defined under `tests/`), nor a private loop that
+a worker thread runs (`asyncio.run` inside a `def` handler).
 
 What it catches, with no fixture to request:
 
 - **Blocking calls**, however short: blockbuster's rules (sleeps, file and socket I/O, sqlite3,
-  waiting on locks, events, queues and futures) and this file's own (name resolution, waiting for
-  child processes, file metadata, loading TLS certificates, sync database drivers and engines,
-  importing a module from the project's code). Names bound before the guard started
-  (`from time import sleep`) are rebound in the project's modules. A call the code under test
-  catches is still reported.
-- **Stalls**: every loop callback is timed, and one that held the loop longer than the stall
-  limit fails the test the first time: this sees CPU work and blocking inside C extensions,
-  which no call rule can. Time the machine took the loop's thread off the CPU (which starves the
-  guard's watchdog thread too, so it is measured) and garbage collection are not counted, so a
-  busy machine does not fail a test; the loop thread's own CPU time always counts. The watchdog
-  samples the culprit's stack while the stall lasts.
+  waiting on locks, events, queues and futures) and this file's own (name resolution, child
+  processes, file metadata and reads, pipes and queues, TLS certificates, sync database drivers
+  and engines, imports on first use, template environments built per request). Names bound
+  before the guard started (`from time import sleep`, a default argument) are rebound in the
+  project's modules. A call the code under test catches is still reported.
+- **Stalls**: the app's share of every loop callback is timed per request (or task, or direct
+  call), and a share that held the loop longer than the stall limit fails the test the first
+  time: this sees CPU work and blocking inside C extensions, which no call rule can. Time the
+  machine did not run the loop's thread (runnable but not running, read from Linux's
+  schedstat) and time it waited while other threads ran are not counted, so a busy machine does
+  not fail a test; the loop thread's own CPU time, garbage collection included, always counts.
+  A watchdog thread samples the loop thread's stack to name the culprit and to tell the app's
+  code from the test's.
 
 What it cannot catch: code no test runs; blocking shorter than the limit that no rule names (a C
-extension's own I/O); blocking in a worker thread (harmless to the loop).
+extension's own I/O); blocking in a worker thread (harmless to the loop). It times asyncio's
+own loop: a test served on uvloop fails with a message saying how to run on asyncio.
 
 Each problem fails the phase (setup, call or teardown) of the test during which it happened,
-once, naming the request or task, the project's line, and a fix. Tasks that a test's requests
-spawn are waited for (up to the settle time) and judged with that test.
+once, naming the request or task, the project's line, and a fix. Tasks and timers that a test's
+requests leave behind are waited for (up to the settle time) and judged with that test.
 
 Settings, the first one given wins: command-line option, environment variable, ini option.
 
@@ -44,6 +50,7 @@ import asyncio
 import contextlib
 import gc
 import importlib.abc
+import inspect
 import mimetypes
 import os
 import sys
@@ -51,12 +58,14 @@ import threading
 import time
 import traceback
 import weakref
+import zoneinfo
 from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib.machinery import ModuleSpec
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import CodeType, FrameType, FunctionType, ModuleType
 from typing import Any
 
 import httpx
@@ -66,16 +75,22 @@ from sqlalchemy import Engine, event
 from starlette.applications import Starlette
 
 PROJECT = Path(__file__).resolve().parents[1]
+APP = PROJECT / "app"  # the package that runs on the loop; the rest is tests and tooling
+TESTS = PROJECT / "tests"
 BIG_BODY = 64 * 1024  # bytes: parsing a body this large takes milliseconds
+# Taken before the rules wrap them: the guard's own calls are not judged.
+_pread, _readlink = os.pread, os.readlink
+_ASYNC_CODE = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 
 # --- what the app is doing: set while it serves, inherited by the tasks it spawns -------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Culprit:
     label: str  # "GET /items/1", "WEBSOCKET /ws", "the app's lifespan"
     entered_by: "asyncio.Task[Any] | None"  # the task that called the app
-    scope: dict[str, Any] = field(default_factory=dict, compare=False)
+    loop: asyncio.AbstractEventLoop | None = None  # the loop serving the app
+    scope: dict[str, Any] = field(default_factory=dict)
 
     def handler(self) -> str | None:
         """The project's endpoint the request was routed to, once routing has found it."""
@@ -120,7 +135,7 @@ def _label(scope: dict[str, Any]) -> str:
     return "the app's lifespan"
 
 
-# --- where: the project's frames, innermost first ------------------------------------------
+# --- whose code: the app's, or the test's ----------------------------------------------------
 
 
 def _in_project(filename: str) -> bool:
@@ -133,7 +148,63 @@ def _in_project(filename: str) -> bool:
 
 
 def _in_app(filename: str) -> bool:
-    return _in_project(filename) and not Path(filename).is_relative_to(PROJECT / "tests")
+    """The project's code but its tests: what a stall report points at."""
+    return _in_project(filename) and not Path(filename).is_relative_to(TESTS)
+
+
+def _in_tests(filename: str) -> bool:
+    return _in_project(filename) and Path(filename).is_relative_to(TESTS)
+
+
+def _app_entry(code: CodeType) -> bool:
+    return code is _judged_call_code
+
+
+def _client_side(code: CodeType) -> bool:
+    """The guard's frames between the app and its client (the test): the app's entry, and the
+    `receive` and `send` it hands the app."""
+    return code is _judged_call_code or code is _unjudged_code
+
+
+def _tests_code_runs(frame: FrameType | None) -> bool:
+    """Inside a request: the innermost frame of the project is the test's (a dependency
+    override, a mock transport's handler), not the app's."""
+    while frame is not None and not _app_entry(frame.f_code):
+        filename = frame.f_code.co_filename
+        if _in_project(filename):
+            return _in_tests(filename)
+        frame = frame.f_back
+    return False
+
+
+def _called_directly(frame: FrameType | None) -> FrameType | None:
+    """Outside any request: the app's `async def` code the test called, when the innermost frame
+    of the project is the app's and runs in one of its coroutines (a `def` of the app runs in a
+    thread when the app calls it, so a test that calls one on the loop is the test's choice)."""
+    entry = None
+    innermost = True
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if _client_side(frame.f_code):
+            return None  # the client's side of a request: the test's
+        if _in_project(filename):
+            if not Path(filename).is_relative_to(APP):
+                break
+            if frame.f_code.co_flags & _ASYNC_CODE:
+                entry = frame
+            innermost = False
+        frame = frame.f_back
+    return None if innermost else entry
+
+
+def _of_project(kind: type) -> bool:
+    module = sys.modules.get(kind.__module__)
+    return _in_project(getattr(module, "__file__", None) or "")
+
+
+def _direct_label(entry: FrameType) -> str:
+    where = Path(entry.f_code.co_filename).relative_to(PROJECT)
+    return f"the test's direct call of {entry.f_code.co_name}() ({where})"
 
 
 def _where(stack: traceback.StackSummary, handler: str | None) -> str:
@@ -148,6 +219,10 @@ def _where(stack: traceback.StackSummary, handler: str | None) -> str:
         where = Path(frame.filename).relative_to(PROJECT)
         lead = "at" if depth == 0 else "called from"
         lines.append(f"  {lead} {where}:{frame.lineno} in {frame.name}: {frame.line}")
+    if handler and not any(f"{frame.name}()" in handler for frame in own):
+        # Only middleware of the app in the stack: the framework worked for this endpoint
+        # (validating and serializing its answer, say).
+        lines.append(f"  in the request for {handler}")
     return "\n".join(lines)
 
 
@@ -156,11 +231,19 @@ def _advice(problem: "Problem", cpu_bound: bool) -> str:
     files = [frame.filename.replace("\\", "/") for frame in stack]
     own = any(_in_app(filename) for filename in files)
     if what.startswith("import "):
-        return "Import modules at the top of the file: an import reads files and runs code."
+        return (
+            "Import modules at the top of the file (`importlib.import_module` too, at start-up): "
+            "an import reads files and runs code."
+        )
     if what.startswith("ssl.SSLContext"):
         return (
             "Making an HTTP client loads the certificate store: share the app's client "
             "(HttpClientDep, opened by the lifespan) instead of making one per request."
+        )
+    if what.startswith("jinja2.Environment"):
+        return (
+            "A template environment made per request reads and compiles its templates every "
+            "time: make `Jinja2Templates(...)` once, at module level."
         )
     if what.startswith("socket.get"):
         return (
@@ -180,7 +263,13 @@ def _advice(problem: "Problem", cpu_bound: bool) -> str:
     if cpu_bound:
         return (
             "CPU work holds the loop: run it in the process pool (`await pool.run(func, ...)`) "
-            "or make the handler a plain `def`."
+            "or make the handler a plain `def`; a large response is built and validated on the "
+            "loop too: page it, or stream it."
+        )
+    if not stack:
+        return (
+            "C code waited while it held the GIL (no stack could be sampled): a C binding's "
+            "blocking call. Move it off the loop with `await run_in_thread(func, ...)`."
         )
     if not own:
         return (
@@ -250,8 +339,25 @@ def _wait_returns_at_once(*args: Any, **_kwargs: Any) -> bool:
     return len(args) > 1 and isinstance(args[-1], int) and bool(args[-1] & os.WNOHANG)
 
 
-# Blocking primitives of the standard library that blockbuster leaves out, by kind:
-# (name, predicate telling when a call cannot block).
+def _get_returns_at_once(_queue: Any, block: bool = True, timeout: float | None = None) -> bool:
+    return not block or timeout == 0
+
+
+def _poll_returns_at_once(_connection: Any, timeout: float | None = 0.0) -> bool:
+    return timeout == 0
+
+
+def _not_a_blocking_file(file: Any, *_args: Any, **_kwargs: Any) -> bool:
+    """In-memory files, and descriptors in non-blocking mode (pipes and sockets the loop
+    reads), do not wait for a disk."""
+    try:
+        return not os.get_blocking(file.fileno())
+    except (OSError, ValueError, AttributeError):
+        return True
+
+
+# Blocking primitives of the standard library (and of drivers) that blockbuster leaves out, by
+# kind: (name, predicate telling when a call cannot block).
 MORE_RULES: list[tuple[str, Callable[..., bool]]] = [
     # name resolution: fast against /etc/hosts in tests, seconds when DNS is slow
     *[
@@ -270,9 +376,15 @@ MORE_RULES: list[tuple[str, Callable[..., bool]]] = [
         (f"ssl.SSLContext.{name}", _always_blocks)
         for name in ("load_verify_locations", "load_cert_chain", "load_default_certs")
     ],
-    # child processes: waiting for one, or starting a shell
+    # child processes: waiting for one, or starting a shell; pipes and queues to workers
     *[(f"os.{name}", _wait_returns_at_once) for name in ("waitpid", "wait4", "waitid")],
     *[(f"os.{name}", _always_blocks) for name in ("wait", "wait3", "system")],
+    *[
+        (f"multiprocessing.connection.Connection.{name}", _always_blocks)
+        for name in ("recv", "recv_bytes", "recv_bytes_into")
+    ],
+    ("multiprocessing.connection.Connection.poll", _poll_returns_at_once),
+    ("_queue.SimpleQueue.get", _get_returns_at_once),
     # files: metadata, flushing to disk, positioned and vectored I/O
     *[
         (f"os.{name}", _always_blocks)
@@ -293,7 +405,21 @@ MORE_RULES: list[tuple[str, Callable[..., bool]]] = [
             "removedirs",
         )
     ],
-    # psycopg2 waits for the server inside C: only these calls show it
+    # files: what iterating (a csv.reader), reading unbuffered and hashing a file call
+    *[
+        (f"io.{name}", _not_a_blocking_file)
+        for name in (
+            "BufferedReader.read1",
+            "BufferedReader.readinto",
+            "BufferedReader.readline",
+            "TextIOWrapper.readline",
+            "FileIO.read",
+            "FileIO.readall",
+            "FileIO.readinto",
+        )
+    ],
+    ("hashlib.file_digest", _always_blocks),
+    # psycopg2 and psycopg 3 wait for the server inside C: only these calls show it
     *[
         (f"psycopg2.{name}", _always_blocks)
         for name in (
@@ -305,6 +431,23 @@ MORE_RULES: list[tuple[str, Callable[..., bool]]] = [
             "extensions.connection.rollback",
         )
     ],
+    *[
+        (f"psycopg.{name}", _always_blocks)
+        for name in (
+            "connect",
+            "Connection.connect",
+            "Connection.execute",
+            "Connection.commit",
+            "Connection.rollback",
+            "Cursor.execute",
+            "Cursor.executemany",
+            "Cursor.fetchone",
+            "Cursor.fetchmany",
+            "Cursor.fetchall",
+        )
+    ],
+    # a template environment made per request compiles its templates from disk every time
+    ("jinja2.Environment.__init__", _always_blocks),
 ]
 
 # Library code that blocks briefly, by design, on the loop: (file, functions it may block in).
@@ -315,26 +458,61 @@ ALLOWED = [
     ("asyncpg/connect_utils.py", {"_read_password_file", "_parse_connect_dsn_and_args"}),
     # Submitting to a process pool writes one wake-up byte to the pool's pipe.
     ("concurrent/futures/process.py", {"submit"}),
+    # Leaving `with ThreadPoolExecutor()` joins its threads: at once when the work was awaited
+    # (the stall limit still judges a join that waits).
+    ("concurrent/futures/thread.py", {"shutdown"}),
     # Jinja2 reads a template once, then checks its modification time on each render.
     ("jinja2/loaders.py", {"get_source", "uptodate"}),
+    # Python reads modules, and tracebacks' source lines (the import rule judges imports).
+    ("<frozen importlib._bootstrap_external>", {"get_data", "path_stats"}),
+    ("<frozen importlib._bootstrap>", {"_find_and_load"}),
+    ("linecache.py", {"checkcache", "updatecache"}),
+    ("tokenize.py", {"open", "detect_encoding"}),
 ]
+
+# Test tooling that runs on the loop's thread on its own account, whatever the app does:
+# coverage's tracer (it looks at each new file), pytest's assertion rewriting.
+TOOLING = ("/coverage/", "/pytest_cov/", "/_pytest/assertion/")
 
 
 def _open_an_http_client() -> None:
     httpx.Client().close()  # the first client imports and loads its TLS machinery
 
 
+def _parse_a_date() -> None:
+    datetime.strptime("2000", "%Y")  # the first call imports _strptime
+
+
 # One-time costs of libraries, paid before the tests rather than forgiven during them.
 WARM_UPS: list[Callable[[], object]] = [
     mimetypes.init,  # FileResponse and StaticFiles guess types from the system's mime files
     _open_an_http_client,
+    _parse_a_date,
 ]
+
+
+def _never_waits(*args: Any, **_kwargs: Any) -> bool:
+    """Files whose reads cannot wait: the kernel's own (/proc, /sys: a stall monitor reading
+    its thread's schedstat), and a zone's file, which zoneinfo reads once, on first use, then
+    caches (a one-time cost)."""
+    path = args[0] if args else None
+    if isinstance(path, int):  # a descriptor: the file it is open on
+        try:
+            path = _readlink(f"/proc/self/fd/{path}")
+        except OSError:
+            return False
+    path = getattr(path, "name", path)  # a file object: the file it reads
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, str | os.PathLike):
+        return False
+    return str(path).startswith(("/proc/", "/sys/", *zoneinfo.TZPATH))
 
 
 def _rules() -> BlockBuster:
     detector = BlockBuster()
     for name, can_not_block in MORE_RULES:
-        with contextlib.suppress(ImportError, AttributeError):  # e.g. psycopg2 not installed
+        with contextlib.suppress(ImportError, AttributeError):  # e.g. psycopg not installed
             function = BlockBusterFunction(None, name, can_block_predicate=can_not_block)
             if function.original_func is not None:
                 detector.functions[name] = function
@@ -344,10 +522,13 @@ def _rules() -> BlockBuster:
     return detector
 
 
-def _runner_logs(frame: FrameType | None) -> bool:
-    """Whether pytest's own log handlers make this call (its log file, live logging): the test
-    runner's writes, not the app's, whichever logger the app used."""
+def _tooling(frame: FrameType | None) -> bool:
+    """Whether test tooling makes this call: pytest's own log handlers (its log file, live
+    logging), coverage's tracer: the runner's work, not the app's."""
     while frame is not None:
+        filename = frame.f_code.co_filename.replace("\\", "/")
+        if any(part in filename for part in TOOLING):
+            return True
         handler = frame.f_locals.get("self") if frame.f_code.co_name == "emit" else None
         if type(handler).__module__ == "_pytest.logging":
             return True
@@ -373,7 +554,11 @@ class _ImportWatch(importlib.abc.MetaPathFinder):
 
     def find_spec(self, fullname: str, *_args: Any) -> ModuleSpec | None:
         frame = sys._getframe(1)
-        while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+        # Past importlib's own frames: `importlib.import_module(name)` is an import too.
+        while frame is not None and (
+            frame.f_code.co_filename.startswith("<frozen importlib")
+            or frame.f_code.co_filename.replace("\\", "/").endswith("importlib/__init__.py")
+        ):
             frame = frame.f_back  # type: ignore[assignment]
         if frame is not None and _in_project(frame.f_code.co_filename):
             self.guard.blocking_call(f"import {fullname}", frame)
@@ -383,41 +568,85 @@ class _ImportWatch(importlib.abc.MetaPathFinder):
 # --- stalls ----------------------------------------------------------------------------------
 
 
+class _RunQueueClock:
+    """The calling thread's time runnable but not running, in seconds (Linux's schedstat), or
+    None where the system does not say. Read with one pread of a descriptor kept open."""
+
+    def __init__(self) -> None:
+        self._files: dict[int, int] = {}
+
+    def __call__(self) -> float | None:
+        tid = threading.get_native_id()
+        fd = self._files.get(tid)
+        if fd is None:
+            try:
+                fd = os.open(f"/proc/self/task/{tid}/schedstat", os.O_RDONLY)
+            except OSError:
+                fd = -1
+            self._files[tid] = fd
+        if fd < 0:
+            return None
+        try:
+            return int(_pread(fd, 128, 0).split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):  # a thread id reused: open it anew
+            os.close(fd)
+            del self._files[tid]
+            return None
+
+    def close(self) -> None:
+        for fd in self._files.values():
+            if fd >= 0:
+                os.close(fd)
+        self._files.clear()
+
+
+@dataclass
+class _Stretch:
+    """The time one owner (a request or task, or the test's direct calls) held the loop within
+    one callback, and what the watchdog saw it run."""
+
+    culprit: Culprit | None  # None: outside any request (the test's code, or its direct calls)
+    wall: float = 0.0
+    cpu: float = 0.0
+    starved: float = 0.0  # runnable, not running: the machine's doing
+    others: float = 0.0  # CPU time the process's other threads used meanwhile
+    app_samples: int = 0
+    other_samples: int = 0
+    sample: list[Any] | None = None  # the stack of the app's code, sampled while it ran
+    direct: str | None = None  # for direct calls: which function of the app the test called
+
+
 @dataclass
 class _Running:
-    """The callback the loop runs now, and the time it spends in the app (not in the test)."""
+    """The callback the loop runs now, split into stretches by owner."""
 
     handle: asyncio.Handle
     thread: int
-    culprit: Culprit | None = None
-    app_since: float | None = None  # when the app's open stretch of this callback began
-    marks: tuple[float, float, float] = (0.0, 0.0, 0.0)  # CPU, GC, starved at that time
-    wall: float = 0.0
-    cpu: float = 0.0
-    starved: float = 0.0
-    sample: list[Any] | None = None  # the stack, sampled while the app held the loop
+    stretches: dict[Culprit | None, _Stretch] = field(default_factory=dict)
+    current: _Stretch | None = None
+    marks: tuple[float, float, float, float | None, float] = (0.0, 0.0, 0.0, None, 0.0)
+    since: float = 0.0  # when the callback began
 
 
 class StallMonitor:
-    """Times the app's share of every callback any asyncio loop runs; a watchdog thread samples
-    the long ones.
+    """Times every callback an asyncio loop runs, by owner; a watchdog thread samples the long
+    ones.
 
-    The watchdog wakes every tenth of the limit. When the machine keeps the process off the CPU,
-    the watchdog wakes late too: its lateness during a callback is time the callback did not
-    use, and is not counted against it.
+    The watchdog wakes every tenth of the limit. Where the system gives no run-queue time, the
+    watchdog's own lateness during a callback stands for the time the machine did not run the
+    process.
     """
 
     def __init__(self, limit: float, on_stall: Callable[[Problem], None]) -> None:
         self.limit = limit
         self.on_stall = on_stall
         self.armed = False
-        self.slowest = 0.0  # the longest judged callback of the app (seconds)
+        self.slowest = 0.0  # the longest judged share of a callback (seconds)
         self.noisy: list[float] = []  # wall times of callbacks excused as machine noise
         self._running: _Running | None = None
-        self._gc_seconds = 0.0
-        self._gc_started = 0.0
         self._tick = limit / 10
         self._clock = (0.0, time.perf_counter() + self._tick)  # watchdog: (late, next wake)
+        self._run_queue = _RunQueueClock()
         self._original_run: Callable[[asyncio.Handle], None] = asyncio.Handle._run
         self._stop = threading.Event()
         self._watchdog = threading.Thread(target=self._watch, name="loop-guard", daemon=True)
@@ -429,115 +658,152 @@ class StallMonitor:
             monitor._timed(handle, original_run)
 
         asyncio.Handle._run = timed_run  # type: ignore[method-assign,assignment]
-        gc.callbacks.append(self._on_gc)
         self._watchdog.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._watchdog.join()
-        gc.callbacks.remove(self._on_gc)
         asyncio.Handle._run = self._original_run  # type: ignore[method-assign,assignment]
+        self._run_queue.close()
 
     def enter_app(self, culprit: Culprit) -> None:
         """The test's code called the app, or got the loop back from its own side of it."""
-        running = self._running
-        if running is not None and running.app_since is None:
-            self._open(running, culprit)
+        self._switch(culprit)
 
     def leave_app(self) -> None:
+        self._switch(None)
+
+    def _switch(self, culprit: Culprit | None) -> None:
         running = self._running
-        if running is not None and running.app_since is not None:
-            self._close(running)
+        if running is None or running.thread != threading.get_ident():
+            return
+        self._close(running)
+        self._open(running, culprit)
 
     def _starved(self) -> float:
         """How late the watchdog is, in total: time this process could not run."""
         late, next_wake = self._clock
         return late + max(0.0, time.perf_counter() - next_wake)
 
-    def _open(self, running: _Running, culprit: Culprit) -> None:
-        running.culprit = culprit
-        running.marks = (time.thread_time(), self._gc_seconds, self._starved())
-        running.app_since = time.perf_counter()
+    def _marks(self) -> tuple[float, float, float, float | None, float]:
+        return (
+            time.perf_counter(),
+            time.thread_time(),
+            time.process_time(),
+            self._run_queue(),
+            self._starved(),
+        )
+
+    def _open(self, running: _Running, culprit: Culprit | None) -> None:
+        stretch = running.stretches.get(culprit)
+        if stretch is None:
+            stretch = running.stretches[culprit] = _Stretch(culprit)
+        running.current = stretch
+        running.marks = self._marks()
 
     def _close(self, running: _Running) -> None:
-        assert running.app_since is not None
-        cpu, collected, starved = running.marks
-        collecting = self._gc_seconds - collected  # the interpreter's time, not the code's
-        running.wall += time.perf_counter() - running.app_since - collecting
-        running.cpu += time.thread_time() - cpu - collecting
-        running.starved += self._starved() - starved
-        running.app_since = None
+        stretch = running.current
+        if stretch is None:
+            return
+        wall, cpu, process, queued, late = running.marks
+        now, cpu_now, process_now, queued_now, late_now = self._marks()
+        stretch.wall += now - wall
+        stretch.cpu += cpu_now - cpu
+        stretch.others += max(0.0, (process_now - process) - (cpu_now - cpu))
+        if queued is not None and queued_now is not None:
+            stretch.starved += queued_now - queued
+        else:
+            stretch.starved += late_now - late
+        running.current = None
 
     def _timed(self, handle: asyncio.Handle, run: Callable[[asyncio.Handle], None]) -> None:
         if not self.armed:
             run(handle)
             return
         context = handle._context  # type: ignore[attr-defined]
+        culprit = context.get(_culprit)
+        loop = getattr(handle, "_loop", None)
+        if culprit is not None and culprit.loop is not loop:
+            run(handle)  # a private loop of a worker thread (`asyncio.run` in a `def`)
+            return
+        if culprit is None and threading.current_thread() is not threading.main_thread():
+            run(handle)  # neither the app's loop nor the test's
+            return
         running = self._running = _Running(handle, threading.get_ident())
-        if (culprit := context.get(_culprit)) is not None:
-            self._open(running, culprit)
+        running.since = time.perf_counter()
+        self._open(running, culprit)
         try:
             run(handle)
         finally:
             self._running = None
-            if running.app_since is not None:
-                self._close(running)
-            if running.culprit is not None and context.get(_excuse) is None:
-                self._judge(running)
+            self._close(running)
+            if context.get(_excuse) is None:
+                for stretch in running.stretches.values():
+                    self._judge(running, stretch)
 
-    def _judge(self, running: _Running) -> None:
-        assert running.culprit is not None
-        judged = max(running.cpu, running.wall - running.starved)
+    def _judge(self, running: _Running, stretch: _Stretch) -> None:
+        # Time spent waiting while other threads of the process ran (for the GIL, say) is
+        # theirs; time the loop's thread spent waiting while nothing else ran (a sleep in C
+        # that holds the GIL) is the app's.
+        blocked = max(0.0, stretch.wall - stretch.cpu - stretch.starved)
+        held = max(stretch.cpu, stretch.wall - stretch.starved - min(blocked, stretch.others))
+        samples = stretch.app_samples + stretch.other_samples
+        if samples:
+            share = stretch.app_samples / samples
+        else:  # not sampled (short, or C held the GIL): a request's own, a test's own
+            share = 1.0 if stretch.culprit is not None else 0.0
+        judged = held * share
         if judged <= self.limit:
             self.slowest = max(self.slowest, judged)
-            if running.wall > self.limit:
-                self.noisy.append(running.wall)
+            if stretch.wall > self.limit and share:
+                self.noisy.append(stretch.wall)
             return
         owner = getattr(getattr(running.handle, "_callback", None), "__self__", None)
         task = owner if isinstance(owner, asyncio.Task) else None
-        stack = traceback.StackSummary.from_list(reversed(running.sample or []))
+        stack = traceback.StackSummary.from_list(reversed(stretch.sample or []))
+        computing = min(stretch.cpu, held) * share
         what = (
             f"the event loop was blocked for {judged * 1000:.0f} ms "
-            f"({running.cpu * 1000:.0f} ms of it computing)"
+            f"({computing * 1000:.0f} ms of it computing)"
         )
-        culprit = running.culprit
-        self.on_stall(
-            Problem(
-                what,
-                culprit.name(task),
-                stack,
-                running.cpu > judged / 2,
-                culprit.handler(),
-                culprit.body_bytes(),
-            )
-        )
+        culprit = stretch.culprit
+        if culprit is None:
+            name, handler, body = stretch.direct or "the test's direct call of the app", None, 0
+        else:
+            name, handler, body = culprit.name(task), culprit.handler(), culprit.body_bytes()
+        self.on_stall(Problem(what, name, stack, computing > judged / 2, handler, body))
 
     def _watch(self) -> None:
-        """Track its own lateness; while a callback runs past half the limit, sample it."""
+        """Track its own lateness; while a callback runs past a tick, sample whose code runs."""
         while not self._stop.wait(self._tick):
             now = time.perf_counter()
             late, next_wake = self._clock
             self._clock = (late + max(0.0, now - next_wake), now + self._tick)
             running = self._running
-            since = running.app_since if running is not None else None
-            if running is None or since is None or running.sample or now - since < self.limit / 2:
+            if running is None or now - running.since < self._tick:
                 continue
+            stretch = running.current
             frame = sys._current_frames().get(running.thread)
-            if frame is None:
+            if stretch is None or frame is None:
                 continue
+            if stretch.culprit is not None:
+                own = not _tests_code_runs(frame)
+            else:
+                entry = _called_directly(frame)
+                own = entry is not None
+                if entry is not None and stretch.direct is None:
+                    stretch.direct = _direct_label(entry)
+            if running.current is not stretch:  # the owner changed meanwhile: not its sample
+                continue
+            if not own:
+                stretch.other_samples += 1
+                continue
+            stretch.app_samples += 1
             # No I/O here (no source lines): it would let the stalled thread run on meanwhile.
-            stack = [
+            stretch.sample = [
                 (f.f_code.co_filename, f.f_lineno, f.f_code.co_name, None)
                 for f, _ in traceback.walk_stack(frame)
             ]
-            if running.app_since is not None:  # still in the app: the stack is the culprit's
-                running.sample = stack
-
-    def _on_gc(self, phase: str, _info: dict[str, int]) -> None:
-        if phase == "start":
-            self._gc_started = time.perf_counter()
-        else:
-            self._gc_seconds += time.perf_counter() - self._gc_started
 
 
 # --- the guard: one per run, on config.stash -------------------------------------------------
@@ -547,12 +813,13 @@ class LoopGuard:
     def __init__(self, stall_limit: float, settle: float) -> None:
         self.settle = settle
         self.problems: list[Problem] = []
+        self.refusal: str | None = None
         self.monitor = StallMonitor(stall_limit, self.problems.append)
         self.calls = _rules()
         self.spawned: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
         self._loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._warmed: weakref.WeakSet[Starlette] = weakref.WeakSet()
-        self._rebound: list[tuple[ModuleType, str, object]] = []
+        self._rebound: list[Callable[[], None]] = []
         self._imports = _ImportWatch(self)
         self._app_call: Any = Starlette.__call__
 
@@ -577,33 +844,40 @@ class LoopGuard:
         Starlette.__call__ = self._app_call  # type: ignore[method-assign]
         sys.meta_path.remove(self._imports)
         event.remove(Engine, "before_cursor_execute", self._sync_engine)
-        for module, name, original in self._rebound:
-            setattr(module, name, original)
+        for restore in reversed(self._rebound):
+            restore()
         self.calls.deactivate()
 
     def blocking_call(self, call: str, frame: FrameType | None) -> None:
-        """Record a blocking call made on this thread, if the app made it on a loop."""
-        culprit = _culprit.get()
-        if not self.armed or culprit is None or _excuse.get() is not None:
+        """Record a blocking call made on this thread, if the app made it on the loop serving
+        it, or in its `async def` code a test called directly."""
+        if not self.armed or _excuse.get() is not None:
             return
-        try:
-            task = asyncio.current_task()
-        except RuntimeError:
+        loop = asyncio._get_running_loop()
+        if loop is None:
             return  # no loop runs in this thread: blocking is fine here
+        culprit = _culprit.get()
+        if culprit is None:
+            entry = _called_directly(frame)
+            if entry is None or threading.current_thread() is not threading.main_thread():
+                return  # the test's own code
+            name, handler, body = _direct_label(entry), None, 0
+        else:
+            if culprit.loop is not loop or _tests_code_runs(frame):
+                return  # a worker thread's private loop; the test's code the app called
+            task = asyncio.current_task(loop)
+            name, handler, body = culprit.name(task), culprit.handler(), culprit.body_bytes()
         stack = traceback.extract_stack(frame)
-        what = f"{call} on the event loop"
-        self.problems.append(
-            Problem(what, culprit.name(task), stack, False, culprit.handler(), culprit.body_bytes())
-        )
+        self.problems.append(Problem(f"{call} on the event loop", name, stack, False, handler, body))
 
     def _judging(self, function: BlockBusterFunction) -> Callable[..., bool]:
         """blockbuster's predicate, made to record the app's blocking calls and never raise."""
         cannot_block = function.can_block_predicate
 
         def predicate(*args: Any, **kwargs: Any) -> bool:
-            if self.armed and _culprit.get() is not None and not cannot_block(*args, **kwargs):
+            if self.armed and not cannot_block(*args, **kwargs) and not _never_waits(*args):
                 frame = sys._getframe(2)  # the caller of blockbuster's wrapper
-                allowed = _allowed_by(function.can_block_functions, frame) or _runner_logs(frame)
+                allowed = _allowed_by(function.can_block_functions, frame) or _tooling(frame)
                 if not allowed:
                     self.blocking_call(function.full_name, frame)
             return True
@@ -617,21 +891,49 @@ class LoopGuard:
             self.blocking_call(call, sys._getframe(1))
 
     def _rebind_early_names(self) -> None:
-        """`from time import sleep` in a module imported before the guard: point it at the rule."""
+        """Names bound to a blocking function before the guard started, in the project's modules:
+        `from time import sleep`, a default argument (`def __init__(self, sleep=time.sleep)`),
+        an attribute of an object made at import. Point each at the rule's wrapper."""
         wrapped = {
-            id(function.original_func): function
+            id(function.original_func): getattr(function.module, function.func_name)
             for function in self.calls.functions.values()
-            if isinstance(function.module, ModuleType)
+            if function.activated
         }
+
+        def rebind(owner: Any, name: str, value: Any) -> None:
+            wrapper = wrapped.get(id(value))
+            if wrapper is not None:
+                with contextlib.suppress(AttributeError, TypeError):
+                    setattr(owner, name, wrapper)
+                    self._rebound.append(lambda: setattr(owner, name, value))
+
+        def rebind_defaults(function: FunctionType) -> None:
+            if not _in_project(function.__code__.co_filename):
+                return
+            defaults = function.__defaults__ or ()
+            if any(id(value) in wrapped for value in defaults):
+                function.__defaults__ = tuple(wrapped.get(id(v), v) for v in defaults)
+                self._rebound.append(lambda: setattr(function, "__defaults__", defaults))
+            keywords = function.__kwdefaults__ or {}
+            if any(id(value) in wrapped for value in keywords.values()):
+                function.__kwdefaults__ = {k: wrapped.get(id(v), v) for k, v in keywords.items()}
+                self._rebound.append(lambda: setattr(function, "__kwdefaults__", keywords))
+
         for module in list(sys.modules.values()):
             filename = getattr(module, "__file__", None)
             if not filename or not _in_project(filename):
                 continue
             for name, value in list(vars(module).items()):
-                function = wrapped.get(id(value))
-                if function is not None and value is function.original_func:
-                    self._rebound.append((module, name, value))
-                    setattr(module, name, getattr(function.module, function.func_name))
+                rebind(module, name, value)
+                if isinstance(value, FunctionType):
+                    rebind_defaults(value)
+                elif isinstance(value, type) and _of_project(value):
+                    for member in vars(value).values():
+                        if isinstance(member := inspect.unwrap(member), FunctionType):
+                            rebind_defaults(member)
+                elif _of_project(type(value)) and hasattr(value, "__dict__"):
+                    for attribute, held in list(vars(value).items()):
+                        rebind(value, attribute, held)
 
     def _judged_app_call(self) -> Callable[..., Awaitable[None]]:
         guard, app_call = self, self._app_call
@@ -640,8 +942,17 @@ class LoopGuard:
             if _culprit.get() is not None:  # a mounted app, inside one already judged
                 await app_call(app, scope, receive, send)
                 return
+            loop = asyncio.get_running_loop()
+            if not isinstance(loop, asyncio.BaseEventLoop) and guard.armed:
+                guard.refusal = (
+                    f"the loop guard times asyncio's own event loop, and this test serves the "
+                    f"app on {type(loop).__module__}.{type(loop).__qualname__}, whose callbacks "
+                    "run in C where it cannot see them. Run the tests on asyncio's loop (remove "
+                    "the uvloop loop factory or event_loop_policy fixture from the tests); the "
+                    "served app keeps uvloop, watched by its stall monitor (app/core/stalls.py)."
+                )
             guard._prepare(app)
-            culprit = Culprit(_label(scope), asyncio.current_task(), scope)
+            culprit = Culprit(_label(scope), asyncio.current_task(), loop, scope)
             token = _culprit.set(culprit)
             guard.monitor.enter_app(culprit)
             try:
@@ -650,6 +961,8 @@ class LoopGuard:
                 guard.monitor.leave_app()
                 _culprit.reset(token)
 
+        global _judged_call_code
+        _judged_call_code = judged_call.__code__
         return judged_call
 
     def unjudged(self, channel: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -667,6 +980,8 @@ class LoopGuard:
                 if culprit is not None:
                     monitor.enter_app(culprit)
 
+        global _unjudged_code
+        _unjudged_code = call.__code__
         return call
 
     def _prepare(self, app: Starlette) -> None:
@@ -689,18 +1004,40 @@ class LoopGuard:
             self.spawned.add(task)
         return task
 
-    def settle_spawned_tasks(self) -> None:
-        """Let the tasks a test's requests spawned finish while the test is still judged."""
+    def settle_left_behind(self) -> None:
+        """Let the tasks a test's requests spawned, and the callbacks they scheduled soon
+        (`loop.call_later`), run while the test is still judged."""
         pending = [task for task in self.spawned if not task.done()]
         self.spawned = weakref.WeakSet()
-        loop = pending[0].get_loop() if pending else None
-        if loop is not None and not loop.is_running() and not loop.is_closed():
-            loop.run_until_complete(asyncio.wait(pending, timeout=self.settle))
+        for loop in {*self._loops, *(task.get_loop() for task in pending)}:
+            if loop.is_running() or loop.is_closed():
+                continue
+            tasks = [task for task in pending if task.get_loop() is loop]
+            horizon = loop.time() + self.settle
+            timers = [
+                handle.when()
+                for handle in getattr(loop, "_scheduled", [])
+                if not handle.cancelled()
+                and handle.when() <= horizon
+                and (culprit := handle._context.get(_culprit)) is not None
+                and culprit.label != "the app's lifespan"
+            ]
+            if tasks or timers:
+                loop.run_until_complete(self._settle(loop, tasks, max(timers, default=0.0)))
+
+    async def _settle(
+        self, loop: asyncio.AbstractEventLoop, tasks: list["asyncio.Task[Any]"], until: float
+    ) -> None:
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.settle)
+        await asyncio.sleep(max(0.0, until - loop.time()))
+        await asyncio.sleep(0)  # the timers due by now have run
 
     @contextlib.contextmanager
     def judging(self, item: pytest.Item, phase: str) -> Iterator[None]:
         """Judge one phase of a test; report what the app blocked, once, in place of the rest."""
         self.problems.clear()
+        self.refusal = None
         self.monitor.armed = item.get_closest_marker("allow_blocking") is None
         failure: Exception | None = None
         try:
@@ -709,8 +1046,10 @@ class LoopGuard:
             failure = error
         finally:
             with contextlib.suppress(Exception):
-                self.settle_spawned_tasks()
+                self.settle_left_behind()
             self.monitor.armed = False
+        if self.refusal:
+            pytest.fail(f"{item.nodeid} ({phase}): {self.refusal}", pytrace=False)
         if self.problems:
             also = f"\n\n(The test also failed: {failure!r})" if failure else ""
             pytest.fail(
@@ -724,6 +1063,10 @@ class LoopGuard:
         if failure is not None:
             raise failure
 
+
+# The guard's own frames around the app, to tell the app's side of a stack from the client's.
+_judged_call_code: CodeType | None = None
+_unjudged_code: CodeType | None = None
 
 # --- hooks, in the order pytest calls them ---------------------------------------------------
 
@@ -759,6 +1102,14 @@ def pytest_configure(config: pytest.Config) -> None:
     guard = LoopGuard(_setting(config, "stall_limit"), _setting(config, "settle"))
     config.stash[guard_key] = guard
     guard.start()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # What is alive now (pytest, the imported libraries, the collected tests) lives to the end:
+    # freeze it, so that a garbage collection during a test costs what the test's objects cost,
+    # and is counted as the app's time when the app's allocations start it.
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

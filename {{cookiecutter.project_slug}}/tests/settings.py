@@ -6,6 +6,9 @@ from app.core.config import Settings
 
 
 class IsolatedSettings(Settings):
+    # FastAPI's TestClient sends `Host: testserver` unless told otherwise.
+    allowed_hosts: list[str] = ["localhost", "127.0.0.1", "[::1]", "testserver"]
+
     @classmethod
     def settings_customise_sources(
         cls,
