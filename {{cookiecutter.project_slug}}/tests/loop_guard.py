@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.machinery import ModuleSpec
 from pathlib import Path
-from types import CodeType, FrameType, FunctionType, ModuleType
+from types import CodeType, FrameType, FunctionType
 from typing import Any
 
 import httpx
@@ -868,7 +868,9 @@ class LoopGuard:
             task = asyncio.current_task(loop)
             name, handler, body = culprit.name(task), culprit.handler(), culprit.body_bytes()
         stack = traceback.extract_stack(frame)
-        self.problems.append(Problem(f"{call} on the event loop", name, stack, False, handler, body))
+        self.problems.append(
+            Problem(f"{call} on the event loop", name, stack, False, handler, body)
+        )
 
     def _judging(self, function: BlockBusterFunction) -> Callable[..., bool]:
         """blockbuster's predicate, made to record the app's blocking calls and never raise."""

@@ -1,5 +1,6 @@
 """Settings for tests: from the values given, never from the shell's environment or `.env`."""
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
 from app.core.config import Settings
@@ -7,7 +8,9 @@ from app.core.config import Settings
 
 class IsolatedSettings(Settings):
     # FastAPI's TestClient sends `Host: testserver` unless told otherwise.
-    allowed_hosts: list[str] = ["localhost", "127.0.0.1", "[::1]", "testserver"]
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "[::1]", "testserver"]
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -31,9 +31,7 @@ async def test_health_answers_fast_while_cpu_bound_requests_run(
     client: AsyncClient, slow_below: int
 ) -> None:
     started = time.perf_counter()
-    slow = [
-        asyncio.create_task(client.get(PRIMES, params={"below": slow_below})) for _ in range(4)
-    ]
+    slow = [asyncio.create_task(client.get(PRIMES, params={"below": slow_below})) for _ in range(4)]
     # Probe on a fixed schedule and time each answer from when it was due, so that a loop
     # too busy to even send a probe counts as a slow answer.
     latencies: list[float] = []
