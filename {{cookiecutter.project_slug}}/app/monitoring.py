@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 def _sample_pools(app: FastAPI) -> None:
     threads = anyio.to_thread.current_default_thread_limiter()
     metrics.THREADS_IN_USE.set(threads.borrowed_tokens)
-    pool = app.state.database.reader.pool
+    pool = app.state.database.engine.pool
     if isinstance(pool, QueuePool):
         metrics.DB_CONNECTIONS_IN_USE.set(pool.checkedout())
         metrics.DB_OVERFLOW.set(max(0, pool.overflow()))  # negative while below DB_POOL_SIZE

@@ -15,7 +15,7 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from app.core.config import Settings
-from app.db.session import Database, create_engine, get_read_connection
+from app.db.session import Database, create_engine, get_connection
 from app.factory import create_app
 from tests.migrations import migrate_from_scratch
 from tests.settings import IsolatedSettings
@@ -50,31 +50,37 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
-async def client(app: FastAPI, engine: AsyncEngine) -> AsyncIterator[AsyncClient]:
-    """A client of the app whose database work joins one transaction, rolled back afterwards.
-
-    The app's own session dependency still runs: its commits become SAVEPOINT releases. Reads
-    use the same connection, so they see the test's uncommitted data.
-    """
+async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection whose work is rolled back after the test."""
     async with engine.connect() as connection:
         transaction = await connection.begin()
-        database: Database = app.state.database
-        app.state.database = replace(
-            database,
-            sessions=async_sessionmaker(
-                bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
-            ),
-        )
+        yield connection
+        await transaction.rollback()
 
-        async def read_connection() -> AsyncIterator[AsyncConnection]:
-            yield connection
 
-        app.dependency_overrides[get_read_connection] = read_connection
-        transport = ASGITransport(app=app)
-        try:
-            async with AsyncClient(transport=transport, base_url="http://localhost") as client:
-                yield client
-        finally:
-            del app.dependency_overrides[get_read_connection]
-            app.state.database = database
-            await transaction.rollback()
+@pytest.fixture
+async def client(app: FastAPI, connection: AsyncConnection) -> AsyncIterator[AsyncClient]:
+    """A client of the app whose requests all use the test's connection, rolled back afterwards.
+
+    The app's own dependencies still run on it: its sessions' commits become SAVEPOINT
+    releases, and reads see the test's uncommitted data.
+    """
+    database: Database = app.state.database
+    app.state.database = replace(
+        database,
+        sessions=async_sessionmaker(
+            expire_on_commit=False, join_transaction_mode="create_savepoint"
+        ),
+    )
+
+    async def test_connection() -> AsyncIterator[AsyncConnection]:
+        yield connection
+
+    app.dependency_overrides[get_connection] = test_connection
+    transport = ASGITransport(app=app)
+    try:
+        async with AsyncClient(transport=transport, base_url="http://localhost") as client:
+            yield client
+    finally:
+        del app.dependency_overrides[get_connection]
+        app.state.database = database

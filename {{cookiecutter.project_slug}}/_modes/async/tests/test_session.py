@@ -5,16 +5,16 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.db.session import get_session
 from app.models import Item
 
 
 async def test_the_request_session_commits_when_the_handler_succeeds(
-    app: FastAPI, client: AsyncClient
+    app: FastAPI, client: AsyncClient, connection: AsyncConnection
 ) -> None:
-    dependency = get_session(SimpleNamespace(app=app))  # type: ignore[arg-type]
+    dependency = get_session(SimpleNamespace(app=app), connection)  # type: ignore[arg-type]
     session = await anext(dependency)
     session.add(Item(title="kept"))
     with pytest.raises(StopAsyncIteration):
@@ -24,9 +24,9 @@ async def test_the_request_session_commits_when_the_handler_succeeds(
 
 
 async def test_the_request_session_rolls_back_when_the_handler_raises(
-    app: FastAPI, client: AsyncClient
+    app: FastAPI, client: AsyncClient, connection: AsyncConnection
 ) -> None:
-    dependency = get_session(SimpleNamespace(app=app))  # type: ignore[arg-type]
+    dependency = get_session(SimpleNamespace(app=app), connection)  # type: ignore[arg-type]
     session = await anext(dependency)
     session.add(Item(title="lost"))
     await session.flush()

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import sessionmaker
 
 from app.core.config import Settings
-from app.db.session import Database, create_engine, get_read_connection
+from app.db.session import Database, create_engine, get_connection
 from app.factory import create_app
 from tests.migrations import migrate_from_scratch
 from tests.settings import IsolatedSettings
@@ -54,6 +54,7 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture
 def connection(engine: Engine) -> Iterator[Connection]:
+    """A connection whose work is rolled back after the test."""
     with engine.connect() as connection:
         transaction = connection.begin()
         yield connection
@@ -62,27 +63,25 @@ def connection(engine: Engine) -> Iterator[Connection]:
 
 @pytest.fixture
 async def client(app: FastAPI, connection: Connection) -> AsyncIterator[AsyncClient]:
-    """A client of the app whose database work joins one transaction, rolled back afterwards.
+    """A client of the app whose requests all use the test's connection, rolled back afterwards.
 
-    The app's own session dependency still runs: its commits become SAVEPOINT releases. Reads
-    use the same connection, so they see the test's uncommitted data.
+    The app's own dependencies still run on it: its sessions' commits become SAVEPOINT
+    releases, and reads see the test's uncommitted data.
     """
     database: Database = app.state.database
     app.state.database = replace(
         database,
-        sessions=sessionmaker(
-            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
-        ),
+        sessions=sessionmaker(expire_on_commit=False, join_transaction_mode="create_savepoint"),
     )
 
-    def read_connection() -> Iterator[Connection]:
+    def test_connection() -> Iterator[Connection]:
         yield connection
 
-    app.dependency_overrides[get_read_connection] = read_connection
+    app.dependency_overrides[get_connection] = test_connection
     transport = ASGITransport(app=app)
     try:
         async with AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield client
     finally:
-        del app.dependency_overrides[get_read_connection]
+        del app.dependency_overrides[get_connection]
         app.state.database = database

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from app.core.concurrency import run_in_thread
@@ -11,9 +11,11 @@ from app.db.session import get_session
 from app.models import Item
 
 
-def add_item_through_the_dependency(app: FastAPI, title: str, *, fail: bool) -> None:
+def add_item_through_the_dependency(
+    app: FastAPI, connection: Connection, title: str, *, fail: bool
+) -> None:
     """Drive the session dependency as FastAPI does: in a worker thread, as it is sync."""
-    dependency = get_session(SimpleNamespace(app=app), None)  # type: ignore[arg-type]
+    dependency = get_session(SimpleNamespace(app=app), connection)  # type: ignore[arg-type]
     session = next(dependency)
     session.add(Item(title=title))
     session.flush()
@@ -26,17 +28,17 @@ def add_item_through_the_dependency(app: FastAPI, title: str, *, fail: bool) -> 
 
 
 async def test_the_request_session_commits_when_the_handler_succeeds(
-    app: FastAPI, client: AsyncClient
+    app: FastAPI, client: AsyncClient, connection: Connection
 ) -> None:
-    await run_in_thread(add_item_through_the_dependency, app, "kept", fail=False)
+    await run_in_thread(add_item_through_the_dependency, app, connection, "kept", fail=False)
     titles = [item["title"] for item in (await client.get("/api/v1/items")).json()]
     assert titles == ["kept"]
 
 
 async def test_the_request_session_rolls_back_when_the_handler_raises(
-    app: FastAPI, client: AsyncClient
+    app: FastAPI, client: AsyncClient, connection: Connection
 ) -> None:
-    await run_in_thread(add_item_through_the_dependency, app, "lost", fail=True)
+    await run_in_thread(add_item_through_the_dependency, app, connection, "lost", fail=True)
     assert (await client.get("/api/v1/items")).json() == []
 
 

@@ -1,11 +1,12 @@
-"""The async engine, and each request's session (for changes) or connection (for reads)."""
+"""The async engine, and each request's one connection, for its session (changes) and reads."""
 
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from typing import Annotated
 
 from anyio import Semaphore
-from fastapi import Request
+from fastapi import Depends, Request
 from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -58,14 +59,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
 class Database:
     """The app's database, opened by the lifespan.
 
-    `sessions` makes the sessions of requests that change data: one transaction per request,
-    committed at its end. `reader` serves requests that only read: its connections run each
-    query on its own, outside any transaction (no BEGIN and COMMIT round trips), and reads go
-    through SQLAlchemy Core, with no ORM bookkeeping.
+    `engine` gives each request that uses the database one connection, whatever number of
+    database dependencies it takes. `sessions` makes the session of a request that changes
+    data, on that connection: one transaction, committed at the end of the handler.
     """
 
+    engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    reader: AsyncEngine
 
 
 @asynccontextmanager
@@ -77,10 +77,7 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
         await _check_server(engine)
         # expire_on_commit=False: objects stay readable after commit, with no lazy reload
         # (which async code cannot do implicitly).
-        yield Database(
-            sessions=async_sessionmaker(engine, expire_on_commit=False),
-            reader=engine.execution_options(isolation_level="AUTOCOMMIT"),
-        )
+        yield Database(engine=engine, sessions=async_sessionmaker(expire_on_commit=False))
     finally:
         await engine.dispose()
 
@@ -99,25 +96,57 @@ async def _check_server(engine: AsyncEngine) -> None:
     require_utf8(str(encoding), engine.url)
 
 
-async def get_session(request: Request) -> AsyncGenerator[AsyncSession, None]:
-    """One session per request: committed if the handler succeeds, rolled back if it raises."""
-    database: Database = request.app.state.database
-    async with _connection_slot(request), database.sessions.begin() as session:
-        with _connect_or_unavailable():
-            await session.connection()
-        yield session
-
-
-async def get_read_connection(request: Request) -> AsyncGenerator[AsyncConnection, None]:
-    """One connection per request that only reads: its queries run outside any transaction."""
+async def get_connection(request: Request) -> AsyncGenerator[AsyncConnection, None]:
+    """The request's one connection, for every database dependency it takes (a session, a read
+    connection, the user's own built on them): one slot of the pool and one connection, never
+    a wait for a second while holding the first. What the request began is committed when the
+    handler returns, and rolled back if it raises.
+    """
     database: Database = request.app.state.database
     async with _connection_slot(request):
         with _connect_or_unavailable():
-            connection = await database.reader.connect()
+            connection = await database.engine.connect()
         try:
             yield connection
+            if connection.in_transaction():
+                await connection.commit()
         finally:
-            await connection.close()
+            await connection.close()  # rolls back what was not committed
+
+
+# scope="function": released when the handler returns, before the response is sent.
+ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
+
+
+async def get_session(
+    request: Request, connection: ConnectionDep
+) -> AsyncGenerator[AsyncSession, None]:
+    """The request's session, on its connection: committed if the handler succeeds, rolled back
+    if it raises."""
+    database: Database = request.app.state.database
+    await writable(connection)
+    async with database.sessions(bind=connection) as session, session.begin():
+        yield session
+
+
+async def get_read_connection(connection: ConnectionDep) -> AsyncConnection:
+    """The request's connection, for reads through SQLAlchemy Core (no ORM bookkeeping). They
+    see what the request's session changed; on SQLite they run outside any transaction, so they
+    never wait for a writer's lock."""
+    if connection.dialect.name == "sqlite" and not connection.in_transaction():
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+    return connection
+
+
+async def writable(connection: AsyncConnection) -> None:
+    """Back to transactions, if reads of the request switched SQLite's connection out of them."""
+    options = (
+        connection.sync_connection.get_execution_options() if connection.sync_connection else {}
+    )
+    if options.get("isolation_level") == "AUTOCOMMIT":
+        if connection.in_transaction():
+            await connection.commit()
+        await connection.execution_options(isolation_level=connection.default_isolation_level)
 
 
 def _connection_slot(request: Request) -> AbstractAsyncContextManager[None]:

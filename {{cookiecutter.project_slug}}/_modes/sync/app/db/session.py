@@ -1,4 +1,4 @@
-"""The engine, and each request's session (for changes) or connection (for reads)."""
+"""The engine, and each request's one connection, for its session (changes) and reads."""
 
 from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -52,16 +52,13 @@ def create_engine(settings: Settings) -> Engine:
 class Database:
     """The app's database, opened by the lifespan.
 
-    `sessions` makes the sessions of requests that change data: one transaction per request,
-    committed at its end. `reader` serves requests that only read, through SQLAlchemy Core,
-    with no ORM bookkeeping. On SQLite its connections begin no transaction, so reads never
-    wait for a writer's lock. On PostgreSQL they keep psycopg2's usual transaction, which the
-    pool rolls back: switching psycopg2 to autocommit and back per request costs a round trip
-    of its own, and fails outside SQLAlchemy's error handling when the server has gone away.
+    `engine` gives each request that uses the database one connection, whatever number of
+    database dependencies it takes. `sessions` makes the session of a request that changes
+    data, on that connection: one transaction, committed at the end of the handler.
     """
 
+    engine: Engine
     sessions: sessionmaker[Session]
-    reader: Engine
 
 
 @asynccontextmanager
@@ -72,14 +69,7 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
     try:
         await run_in_thread(_check_server, engine)
         # expire_on_commit=False: objects stay readable after commit, with no reload query.
-        yield Database(
-            sessions=sessionmaker(engine, expire_on_commit=False),
-            reader=(
-                engine.execution_options(isolation_level="AUTOCOMMIT")
-                if engine.dialect.name == "sqlite"
-                else engine
-            ),
-        )
+        yield Database(engine=engine, sessions=sessionmaker(expire_on_commit=False))
     finally:
         # Closing connections is blocking I/O: keep it off the event loop.
         await run_in_thread(engine.dispose)
@@ -116,22 +106,49 @@ async def reserve_connection(request: Request) -> AsyncIterator[None]:
 ConnectionSlot = Annotated[None, Depends(reserve_connection, scope="function")]
 
 
-def get_session(request: Request, _: ConnectionSlot) -> Generator[Session, None, None]:
-    """One session per request: committed if the handler succeeds, rolled back if it raises."""
+def get_connection(_: ConnectionSlot, request: Request) -> Generator[Connection, None, None]:
+    """The request's one connection, for every database dependency it takes (a session, a read
+    connection, the user's own built on them): one slot of the pool and one connection, never
+    a wait for a second while holding the first. What the request began is committed when the
+    handler returns, and rolled back if it raises.
+    """
     database: Database = request.app.state.database
-    with database.sessions.begin() as session:
-        with _connect_or_unavailable():
-            session.connection()
+    with _connect_or_unavailable():
+        connection = database.engine.connect()
+    with connection:
+        yield connection
+        if connection.in_transaction():
+            connection.commit()
+
+
+# scope="function": released when the handler returns, before the response is sent.
+ConnectionDep = Annotated[Connection, Depends(get_connection, scope="function")]
+
+
+def get_session(request: Request, connection: ConnectionDep) -> Generator[Session, None, None]:
+    """The request's session, on its connection: committed if the handler succeeds, rolled back
+    if it raises."""
+    database: Database = request.app.state.database
+    writable(connection)
+    with database.sessions(bind=connection) as session, session.begin():
         yield session
 
 
-def get_read_connection(request: Request, _: ConnectionSlot) -> Generator[Connection, None, None]:
-    """One connection per request that only reads; the pool rolls it back when it returns."""
-    database: Database = request.app.state.database
-    with _connect_or_unavailable():
-        connection = database.reader.connect()
-    with connection:
-        yield connection
+def get_read_connection(connection: ConnectionDep) -> Connection:
+    """The request's connection, for reads through SQLAlchemy Core (no ORM bookkeeping). They
+    see what the request's session changed; on SQLite they run outside any transaction, so they
+    never wait for a writer's lock."""
+    if connection.dialect.name == "sqlite" and not connection.in_transaction():
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+    return connection
+
+
+def writable(connection: Connection) -> None:
+    """Back to transactions, if reads of the request switched SQLite's connection out of them."""
+    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        if connection.in_transaction():
+            connection.commit()
+        connection.execution_options(isolation_level=connection.default_isolation_level)
 
 
 @contextmanager
