@@ -13,7 +13,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.requests import ClientDisconnect
 
 from app.core.concurrency import JobFailedError, OverloadedError
-from app.db.errors import DatabaseUnavailableError, constraint_violation, is_outage
+from app.db.errors import (
+    ConstraintViolation,
+    DatabaseUnavailableError,
+    constraint_violation,
+    is_outage,
+)
 from app.schemas.errors import ErrorMessage
 
 logger = logging.getLogger(__name__)
@@ -45,13 +50,21 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
         "something that no longer exists",
     },
 }
-# What a 409 says, by the constraint the request broke (names from the models' convention).
+# What a 409 says, by the unique constraint the request broke (names from the models'
+# convention, the same on both databases).
 CONFLICT_DETAILS = {
     "uq_tags_item_id": "The item already has a tag of that name",
 }
+# Otherwise, by what broke which kind of constraint.
 DEFAULT_CONFLICT_DETAILS = {
-    "unique": "Conflicts with something already stored",
-    "foreign key": "Refers to something that does not exist",
+    ("unique", "insert"): "Conflicts with something already stored",
+    ("unique", "update"): "Conflicts with something already stored",
+    ("foreign key", "insert"): "Refers to something that does not exist",
+    (
+        "foreign key",
+        "update",
+    ): "Refers to something that does not exist, or changes what is referred to",
+    ("foreign key", "delete"): "Is still referred to: remove or change what refers to it first",
 }
 # The longest input a 422 answer echoes back; longer input is left out of the answer.
 ECHO_LIMIT = 100
@@ -155,10 +168,17 @@ async def _conflict(request: Request, error: Exception) -> JSONResponse:
     violation = constraint_violation(error)
     if violation is None:
         raise error  # NOT NULL or CHECK: the code let bad data through, a bug (500)
-    detail = CONFLICT_DETAILS.get(
-        violation.constraint or "", DEFAULT_CONFLICT_DETAILS[violation.kind]
+    return JSONResponse(
+        {"detail": conflict_detail(violation)}, status_code=status.HTTP_409_CONFLICT
     )
-    return JSONResponse({"detail": detail}, status_code=status.HTTP_409_CONFLICT)
+
+
+def conflict_detail(violation: ConstraintViolation) -> str:
+    """What a 409 says: the same on PostgreSQL and SQLite."""
+    default = DEFAULT_CONFLICT_DETAILS.get(
+        (violation.kind, violation.operation), "Conflicts with what is stored"
+    )
+    return CONFLICT_DETAILS.get(violation.constraint or "", default)
 
 
 async def _lazy_load(request: Request, error: Exception) -> Response:

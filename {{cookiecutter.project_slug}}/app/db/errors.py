@@ -30,37 +30,60 @@ def is_outage(error: DBAPIError) -> bool:
     return isinstance(error, OperationalError | InterfaceError)
 
 
+Kind = Literal["unique", "foreign key"]
+Operation = Literal["insert", "update", "delete"]
+
+
 @dataclass(frozen=True)
 class ConstraintViolation:
-    kind: Literal["unique", "foreign key"]
-    # The constraint's name, as the models' naming convention gives it ("uq_tags_item_id"),
-    # where the database says (PostgreSQL; SQLite for a unique constraint only).
+    kind: Kind
+    operation: Operation  # what the statement that broke it did
+    # A unique constraint's name, as the models' naming convention gives it ("uq_tags_item_id"),
+    # the same on both databases. None for a foreign key: SQLite does not say which one failed.
     constraint: str | None
 
 
-POSTGRES_VIOLATIONS: dict[str, Literal["unique", "foreign key"]] = {
+POSTGRES_VIOLATIONS: dict[str, Kind] = {
     "23505": "unique",
     "23503": "foreign key",
+    "23001": "foreign key",  # restrict_violation: a row still referred to (ON DELETE RESTRICT)
 }
-SQLITE_VIOLATIONS: dict[str, Literal["unique", "foreign key"]] = {
+SQLITE_VIOLATIONS: dict[str, Kind] = {
     "SQLITE_CONSTRAINT_UNIQUE": "unique",
     "SQLITE_CONSTRAINT_PRIMARYKEY": "unique",
     "SQLITE_CONSTRAINT_FOREIGNKEY": "foreign key",
+    # ON DELETE RESTRICT: SQLite checks it with a trigger, and says "FOREIGN KEY constraint
+    # failed" (any other trigger's failure is the app's own, left alone below).
+    "SQLITE_CONSTRAINT_TRIGGER": "foreign key",
 }
 
 
 def constraint_violation(error: IntegrityError) -> ConstraintViolation | None:
-    """Which unique or foreign key constraint the statement broke; None for other violations."""
+    """Which unique or foreign key constraint the statement broke, and doing what; None for
+    other violations. The same answer on PostgreSQL and SQLite."""
     orig = error.orig
+    operation = _operation(error.statement)
+    if operation is None:
+        return None
     if (kind := POSTGRES_VIOLATIONS.get(str(getattr(orig, "pgcode", "")))) is not None:
+        if kind != "unique":
+            return ConstraintViolation(kind, operation, None)
         # One driver gives the name in `diag`; the other on the error its adapter wraps.
         diagnostics = getattr(orig, "diag", None) or getattr(orig, "__cause__", None)
-        return ConstraintViolation(kind, getattr(diagnostics, "constraint_name", None))
-    if (kind := SQLITE_VIOLATIONS.get(str(getattr(orig, "sqlite_errorname", "")))) is None:
+        return ConstraintViolation(kind, operation, getattr(diagnostics, "constraint_name", None))
+    name = str(getattr(orig, "sqlite_errorname", ""))
+    if (kind := SQLITE_VIOLATIONS.get(name)) is None:
         return None
+    if name == "SQLITE_CONSTRAINT_TRIGGER" and "FOREIGN KEY" not in str(orig):
+        return None
+    if kind != "unique":
+        return ConstraintViolation(kind, operation, None)
     # "UNIQUE constraint failed: tags.item_id, tags.name": named as the convention would.
     _, _, columns = str(orig).partition(": ")
     table, _, column = columns.split(",")[0].strip().partition(".")
-    return ConstraintViolation(
-        kind, f"uq_{table}_{column}" if kind == "unique" and column else None
-    )
+    return ConstraintViolation(kind, operation, f"uq_{table}_{column}" if column else None)
+
+
+def _operation(statement: str | None) -> Operation | None:
+    verb = (statement or "").lstrip().split(" ", 1)[0].lower()
+    return verb if verb in ("insert", "update", "delete") else None  # type: ignore[return-value]
