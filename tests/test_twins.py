@@ -35,6 +35,7 @@ UNASYNC = [
     (r"\bAsyncIterator\b", "Iterator"),
     (r"\bAsyncGenerator\b", "Generator"),
     (r"\bhttpx\.AsyncClient\b", "httpx.Client"),
+    (r"\bconnection\.stream\(", "connection.execute("),  # a server-side cursor, in each mode
 ]
 
 

@@ -1,3 +1,5 @@
+import csv
+import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -221,3 +223,15 @@ async def test_each_test_starts_with_no_items(client: AsyncClient, run: int) -> 
     # Other tests created items; their transactions were rolled back.
     assert (await client.get(ITEMS)).json() == []
     await create(client, title=f"left behind by run {run}")
+
+
+async def test_the_export_streams_every_item_as_csv(client: AsyncClient) -> None:
+    titles = ["first", 'with "quotes", and a comma', "third"]
+    for title in titles:
+        assert (await client.post("/api/v1/items", json={"title": title})).status_code == 201
+    response = await client.get("/api/v1/items/export")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(response.text)))
+    assert rows[0] == ["id", "title", "description", "created_at"]
+    assert [row[1] for row in rows[1:]] == titles

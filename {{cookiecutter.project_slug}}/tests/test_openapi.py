@@ -6,6 +6,7 @@ EXPECTED = {
     ("/health/ready", "get"): {"200", "503"},
     ("/api/v1/items", "post"): {"201", "400", "413", "422", "503"},
     ("/api/v1/items", "get"): {"200", "422", "503"},
+    ("/api/v1/items/export", "get"): {"200", "503"},
     ("/api/v1/items/{item_id}", "get"): {"200", "404", "422", "503"},
     ("/api/v1/items/{item_id}", "patch"): {"200", "400", "404", "413", "422", "503"},
     ("/api/v1/items/{item_id}", "delete"): {"204", "404", "422", "503"},

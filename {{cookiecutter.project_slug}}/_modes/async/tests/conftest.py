@@ -15,7 +15,7 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from app.core.config import Settings
-from app.db.session import Database, create_engine, get_connection
+from app.db.session import Database, RequestConnection, create_engine, open_request_connection
 from app.factory import create_app
 from tests.migrations import migrate_from_scratch
 from tests.settings import IsolatedSettings
@@ -73,14 +73,14 @@ async def client(app: FastAPI, connection: AsyncConnection) -> AsyncIterator[Asy
         ),
     )
 
-    async def test_connection() -> AsyncIterator[AsyncConnection]:
-        yield connection
+    async def lent_connection() -> AsyncIterator[RequestConnection]:
+        yield RequestConnection.lent(connection)
 
-    app.dependency_overrides[get_connection] = test_connection
+    app.dependency_overrides[open_request_connection] = lent_connection
     transport = ASGITransport(app=app)
     try:
         async with AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield client
     finally:
-        del app.dependency_overrides[get_connection]
+        del app.dependency_overrides[open_request_connection]
         app.state.database = database

@@ -7,14 +7,15 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.db.session import get_session
+from app.db.session import RequestConnection, get_session
 from app.models import Item
 
 
 async def test_the_request_session_commits_when_the_handler_succeeds(
     app: FastAPI, client: AsyncClient, connection: AsyncConnection
 ) -> None:
-    dependency = get_session(SimpleNamespace(app=app), connection)  # type: ignore[arg-type]
+    request = SimpleNamespace(app=app)  # all the dependency reads of a request
+    dependency = get_session(request, RequestConnection.lent(connection), connection)  # type: ignore[arg-type]
     session = await anext(dependency)
     session.add(Item(title="kept"))
     with pytest.raises(StopAsyncIteration):
@@ -26,7 +27,8 @@ async def test_the_request_session_commits_when_the_handler_succeeds(
 async def test_the_request_session_rolls_back_when_the_handler_raises(
     app: FastAPI, client: AsyncClient, connection: AsyncConnection
 ) -> None:
-    dependency = get_session(SimpleNamespace(app=app), connection)  # type: ignore[arg-type]
+    request = SimpleNamespace(app=app)  # all the dependency reads of a request
+    dependency = get_session(request, RequestConnection.lent(connection), connection)  # type: ignore[arg-type]
     session = await anext(dependency)
     session.add(Item(title="lost"))
     await session.flush()

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import sessionmaker
 
 from app.core.config import Settings
-from app.db.session import Database, create_engine, get_connection
+from app.db.session import Database, RequestConnection, create_engine, open_request_connection
 from app.factory import create_app
 from tests.migrations import migrate_from_scratch
 from tests.settings import IsolatedSettings
@@ -74,14 +74,14 @@ async def client(app: FastAPI, connection: Connection) -> AsyncIterator[AsyncCli
         sessions=sessionmaker(expire_on_commit=False, join_transaction_mode="create_savepoint"),
     )
 
-    def test_connection() -> Iterator[Connection]:
-        yield connection
+    async def lent_connection() -> AsyncIterator[RequestConnection]:
+        yield RequestConnection.lent(connection)
 
-    app.dependency_overrides[get_connection] = test_connection
+    app.dependency_overrides[open_request_connection] = lent_connection
     transport = ASGITransport(app=app)
     try:
         async with AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield client
     finally:
-        del app.dependency_overrides[get_connection]
+        del app.dependency_overrides[open_request_connection]
         app.state.database = database

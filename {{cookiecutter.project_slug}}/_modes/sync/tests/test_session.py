@@ -7,7 +7,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from app.core.concurrency import run_in_thread
-from app.db.session import get_session
+from app.db.session import RequestConnection, get_session
 from app.models import Item
 
 
@@ -15,7 +15,8 @@ def add_item_through_the_dependency(
     app: FastAPI, connection: Connection, title: str, *, fail: bool
 ) -> None:
     """Drive the session dependency as FastAPI does: in a worker thread, as it is sync."""
-    dependency = get_session(SimpleNamespace(app=app), connection)  # type: ignore[arg-type]
+    request = SimpleNamespace(app=app)  # all the dependency reads of a request
+    dependency = get_session(request, RequestConnection.lent(connection), connection)  # type: ignore[arg-type]
     session = next(dependency)
     session.add(Item(title=title))
     session.flush()

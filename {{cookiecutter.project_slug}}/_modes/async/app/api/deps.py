@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.concurrency import CpuWorkers
 from app.core.config import Settings
-from app.db.session import get_read_connection, get_session
+from app.db.session import get_read_connection, get_session, get_stream_connection
 from app.models import Item
 from app.repositories import items
 from app.schemas.types import MAX_INT32
@@ -37,6 +37,8 @@ HttpClientDep = Annotated[httpx.AsyncClient, Depends(get_http_client)]
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 # For handlers that only read: no transaction, so no BEGIN and COMMIT round trips.
 ReadConnectionDep = Annotated[AsyncConnection, Depends(get_read_connection, scope="function")]
+# For a streaming response: the connection stays open until the body has been sent.
+StreamConnectionDep = Annotated[AsyncConnection, Depends(get_stream_connection)]
 
 ItemId = Annotated[int, Path(ge=1, le=MAX_INT32)]
 

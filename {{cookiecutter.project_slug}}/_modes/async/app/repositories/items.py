@@ -5,7 +5,10 @@ SQLAlchemy Core, one query, no ORM bookkeeping. Changes take the request's sessi
 dependency commits; they work on ORM objects.
 """
 
-from sqlalchemy import select
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -14,6 +17,7 @@ from app.schemas.item import ItemCreate, ItemRead, ItemUpdate
 
 # The columns of an item's answer, in the order of `ItemRead`.
 ITEM_COLUMNS = select(Item.id, Item.title, Item.description, Item.created_at)
+ItemRow = Row[int, str, str | None, datetime]
 
 
 async def read_items(connection: AsyncConnection, *, offset: int, limit: int) -> list[ItemRead]:
@@ -24,6 +28,17 @@ async def read_items(connection: AsyncConnection, *, offset: int, limit: int) ->
 async def read_item(connection: AsyncConnection, item_id: int) -> ItemRead | None:
     row = (await connection.execute(ITEM_COLUMNS.where(Item.id == item_id))).one_or_none()
     return None if row is None else ItemRead.model_validate(row)
+
+
+async def stream_items(
+    connection: AsyncConnection, *, slice_rows: int = 500
+) -> AsyncIterator[Sequence[ItemRow]]:
+    """Every item, in slices fetched from a server-side cursor: memory stays flat however many
+    rows there are. Iterate it while the connection is open (StreamConnectionDep)."""
+    query = ITEM_COLUMNS.order_by(Item.id).execution_options(yield_per=slice_rows)
+    result = await connection.stream(query)
+    async for rows in result.partitions():
+        yield rows
 
 
 async def get_item(session: AsyncSession, item_id: int) -> Item | None:

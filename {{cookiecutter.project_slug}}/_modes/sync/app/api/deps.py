@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from app.core.concurrency import CpuWorkers
 from app.core.config import Settings
-from app.db.session import get_read_connection, get_session
+from app.db.session import get_read_connection, get_session, get_stream_connection
 from app.models import Item
 from app.repositories import items
 from app.schemas.types import MAX_INT32
@@ -38,6 +38,8 @@ HttpClientDep = Annotated[httpx.Client, Depends(get_http_client)]
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 # For handlers that only read: SQLAlchemy Core on a pooled connection, no ORM bookkeeping.
 ReadConnectionDep = Annotated[Connection, Depends(get_read_connection, scope="function")]
+# For a streaming response: the connection stays open until the body has been sent.
+StreamConnectionDep = Annotated[Connection, Depends(get_stream_connection)]
 
 ItemId = Annotated[int, Path(ge=1, le=MAX_INT32)]
 

@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 import sqlalchemy
@@ -89,47 +90,94 @@ def _check_server(engine: Engine) -> None:
     require_utf8(str(encoding), engine.url)
 
 
-async def reserve_connection(request: Request) -> AsyncIterator[None]:
-    """Wait for one of the pool's connections on the event loop, holding no worker thread.
+class RequestConnection:
+    """A request's one database connection, for every database dependency it takes: opened on
+    first use, closed when the handler returns, or, for a streaming body, when the body ends."""
 
-    At most `DB_POOL_SIZE` requests hold a session at once; the others wait up to
-    `DB_POOL_TIMEOUT` seconds, then are refused as overloaded. Waiting in a worker thread
+    def __init__(self, engine: Engine | None, connection: Connection | None = None):
+        self._engine = engine
+        self._connection = connection
+        self.owned = connection is None  # False: a connection lent by the tests, never closed
+        self.streaming = False
+
+    @classmethod
+    def lent(cls, connection: Connection) -> "RequestConnection":
+        """The tests' connection: the app's dependencies run on it, and the tests roll it back."""
+        return cls(None, connection)
+
+    def open(self) -> Connection:
+        if self._connection is None:
+            assert self._engine is not None
+            with _connect_or_unavailable():
+                self._connection = self._engine.connect()
+        return self._connection
+
+    def close(self, *, commit: bool) -> None:
+        """Commit what the request began (or roll it back), and return the connection."""
+        connection, self._connection = self._connection, None
+        if connection is None or not self.owned:
+            return
+        try:
+            if commit and connection.in_transaction():
+                connection.commit()
+        finally:
+            connection.close()
+
+
+async def open_request_connection(request: Request) -> AsyncIterator[RequestConnection]:
+    """One slot of the pool for the request, taken on the event loop and held until the response
+    has been sent; the connection opens when a database dependency first needs it.
+
+    Waiting for a slot on the event loop holds no worker thread. Waiting in a worker thread
     instead would deadlock under load: every thread waiting for a connection, while the
-    requests that hold one wait for a thread to finish on (FastAPI issue #3205).
+    requests that hold one wait for a thread to finish on (FastAPI issue #3205). At most
+    `DB_POOL_SIZE` requests use the database at once; the others wait up to `DB_POOL_TIMEOUT`
+    seconds, then are refused as overloaded.
     """
+    database: Database = request.app.state.database
     settings: Settings = request.app.state.settings
     slots: Semaphore = request.app.state.connection_slots
     async with acquire_or_overload(slots, settings.db_pool_timeout, "database connection"):
-        yield
+        held = RequestConnection(database.engine)
+        try:
+            yield held
+        except BaseException:
+            # Closing a connection is blocking I/O: keep it off the event loop.
+            await run_in_thread(partial(held.close, commit=False))
+            raise
+        await run_in_thread(partial(held.close, commit=True))
 
 
-ConnectionSlot = Annotated[None, Depends(reserve_connection, scope="function")]
+RequestConnectionDep = Annotated[RequestConnection, Depends(open_request_connection)]
 
 
-def get_connection(_: ConnectionSlot, request: Request) -> Generator[Connection, None, None]:
+def get_connection(held: RequestConnectionDep) -> Generator[Connection, None, None]:
     """The request's one connection, for every database dependency it takes (a session, a read
     connection, the user's own built on them): one slot of the pool and one connection, never
     a wait for a second while holding the first. What the request began is committed when the
     handler returns, and rolled back if it raises.
     """
-    database: Database = request.app.state.database
-    with _connect_or_unavailable():
-        connection = database.engine.connect()
-    with connection:
+    connection = held.open()
+    try:
         yield connection
-        if connection.in_transaction():
-            connection.commit()
+    except BaseException:
+        held.close(commit=False)
+        raise
+    if not held.streaming:
+        held.close(commit=True)
 
 
 # scope="function": released when the handler returns, before the response is sent.
 ConnectionDep = Annotated[Connection, Depends(get_connection, scope="function")]
 
 
-def get_session(request: Request, connection: ConnectionDep) -> Generator[Session, None, None]:
+def get_session(
+    request: Request, held: RequestConnectionDep, connection: ConnectionDep
+) -> Generator[Session, None, None]:
     """The request's session, on its connection: committed if the handler succeeds, rolled back
     if it raises."""
     database: Database = request.app.state.database
-    writable(connection)
+    _own_transaction(held, connection)
     with database.sessions(bind=connection) as session, session.begin():
         yield session
 
@@ -138,16 +186,28 @@ def get_read_connection(connection: ConnectionDep) -> Connection:
     """The request's connection, for reads through SQLAlchemy Core (no ORM bookkeeping). They
     see what the request's session changed; on SQLite they run outside any transaction, so they
     never wait for a writer's lock."""
+    return _for_reads(connection)
+
+
+def get_stream_connection(held: RequestConnectionDep) -> Connection:
+    """The request's connection, kept open until a streaming response's body has been sent:
+    for a server-side cursor (`stream_results=True`) read by the body's iterator."""
+    held.streaming = True
+    return _for_reads(held.open())
+
+
+def _for_reads(connection: Connection) -> Connection:
     if connection.dialect.name == "sqlite" and not connection.in_transaction():
         connection.execution_options(isolation_level="AUTOCOMMIT")
     return connection
 
 
-def writable(connection: Connection) -> None:
-    """Back to transactions, if reads of the request switched SQLite's connection out of them."""
+def _own_transaction(held: RequestConnection, connection: Connection) -> None:
+    """A session begins its own transaction, committed when the handler returns: end the one
+    the request's reads began (on SQLite, leave their autocommit mode)."""
+    if held.owned and connection.in_transaction():
+        connection.commit()
     if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
-        if connection.in_transaction():
-            connection.commit()
         connection.execution_options(isolation_level=connection.default_isolation_level)
 
 
