@@ -111,7 +111,10 @@ def test_the_primes_endpoint_is_served_by_the_queue(
     client, worker = queued
     assert primes(client, 1000).json() == {"below": 1000, "count": 168}
     assert primes(client, 100_000).json() == {"below": 100_000, "count": 9592}
-    assert "app.run_function" in worker.log.read_text()  # the worker ran them
+    # The worker ran them, and its log names each job after its function, one line a job.
+    log = worker.log.read_text()
+    assert log.count("app.services.primes.count_primes_below[") >= 2, log[-3000:]
+    assert "app.run_function[" not in log, log[-3000:]
 
 
 def test_a_jobs_exception_reaches_the_request(queued: tuple[httpx.Client, Worker]) -> None:

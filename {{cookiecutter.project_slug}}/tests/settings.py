@@ -7,6 +7,9 @@ from app.core.config import Settings
 
 
 class IsolatedSettings(Settings):
+    # The loop guard judges every stall in the tests (tests/loop_guard.py): the production
+    # monitor's warnings would only repeat it, about the tests' own code too. Its metrics stay.
+    stall_monitor_enabled: bool = False
     # FastAPI's TestClient sends `Host: testserver` unless told otherwise.
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["localhost", "127.0.0.1", "[::1]", "testserver"]

@@ -95,8 +95,11 @@ class TaskQueue:
     ) -> AsyncResult:
         self._admission.admit()
         try:
+            name = f"{func.__module__}.{func.__qualname__}"
+            # One task runs every job; `shadow` names each job after its function in the
+            # worker's log and in monitoring (Flower, events), not "app.run_function".
             return self.celery.send_task(
-                TASK, args=[func.__module__, func.__qualname__, list(args), kwargs]
+                TASK, args=[func.__module__, func.__qualname__, list(args), kwargs], shadow=name
             )
         except BaseException:
             self._admission.finished()
