@@ -22,7 +22,16 @@ from app.schemas.types import MAX_INT32
 from app.services.csv_export import CSV_HEADER, to_csv
 
 router = APIRouter(prefix="/items", tags=["items"], responses=UNAVAILABLE)
-CSV: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}, "description": "CSV"}}
+CSV: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Every item, as CSV rows",
+        "content": {
+            "text/csv": {
+                "schema": {"type": "string"},
+            },
+        },
+    },
+}
 CSV_ATTACHMENT = {"Content-Disposition": 'attachment; filename="items.csv"'}
 
 
