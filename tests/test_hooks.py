@@ -1,12 +1,14 @@
 """Bad answers stop before anything is written, saying what to type instead."""
 
+import os
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import bake, bake_cli, clean_env, run
+from tests.helpers import TEMPLATE, bake, bake_cli, clean_env, run, write_config
 
 
 @pytest.mark.parametrize(
@@ -35,10 +37,13 @@ def test_a_bad_answer_fails_with_its_fix_and_writes_nothing(
     extra = [answer] if answer.startswith("project_slug") else [answer, "project_slug=svc"]
     result = bake_cli(tmp_path, *extra)
 
+    # A slug that is no plain directory name is refused before cookiecutter makes a directory,
+    # through its own error (printed on stdout); the rest by the pre-generation hook (stderr).
+    said = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "nothing was generated" in result.stderr
-    assert shown in result.stderr
-    assert suggested in result.stderr
+    assert "nothing was generated" in said
+    assert shown in said
+    assert suggested in said
     assert list(tmp_path.iterdir()) == []
 
 
@@ -47,9 +52,54 @@ def test_an_absolute_slug_leaves_nothing_outside_the_output_directory(tmp_path: 
     output.mkdir()
     result = bake_cli(output, f"project_slug={outside}")
     assert result.returncode != 0
-    assert f"project_slug='{outside}'" in result.stderr
+    assert f"project_slug='{outside}' is not valid" in result.stdout + result.stderr
     assert not outside.exists()
     assert list(output.iterdir()) == []
+
+
+ESCAPING_SLUG = "x/../.."  # the folder above the output folder
+
+
+def escaping_bakes(sandbox: Path) -> dict[str, subprocess.CompletedProcess[str]]:
+    """The reproductions of a slug that names a folder outside the output folder: the command
+    line, a config file and the interactive prompt, each with an output folder not made yet."""
+    command = [sys.executable, "-m", "cookiecutter"]
+    config = write_config()
+    with_default = config.with_name("escaping.yaml")
+    with_default.write_text(
+        config.read_text() + f"default_context:\n  project_slug: '{ESCAPING_SLUG}'\n"
+    )
+    env = {**os.environ, "COOKIECUTTER_CONFIG": str(config)}
+    return {
+        "command line": run(
+            *command, "--no-input", "-o", sandbox / "out" / "a", TEMPLATE,
+            f"project_slug={ESCAPING_SLUG}", env=env,
+        ),
+        "dot-dot": run(
+            *command, "--no-input", "-o", sandbox / "new", TEMPLATE, "project_slug=..", env=env
+        ),
+        "config file": run(
+            *command, "--no-input", "--config-file", with_default, "-o", sandbox / "out" / "b",
+            TEMPLATE, env=env,
+        ),
+        "prompt": subprocess.run(
+            [*command, "-o", str(sandbox / "out" / "c"), str(TEMPLATE)],
+            input=f"\n{ESCAPING_SLUG}\n" + "\n" * 8, capture_output=True, text=True, env=env,
+            check=False, timeout=60,
+        ),
+    }  # fmt: skip
+
+
+def test_a_slug_that_escapes_the_output_folder_deletes_nothing(tmp_path: Path) -> None:
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    (sandbox / "keep.txt").write_text("precious")
+    for way, result in escaping_bakes(sandbox).items():
+        assert result.returncode != 0, way
+        assert "is not valid" in result.stdout + result.stderr, (way, result.stdout[-2000:])
+        assert (sandbox / "keep.txt").read_text() == "precious", way
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["sandbox"]
+    assert not any((sandbox / "out").rglob("pyproject.toml"))
 
 
 def test_every_bad_answer_is_reported_at_once(tmp_path: Path) -> None:
