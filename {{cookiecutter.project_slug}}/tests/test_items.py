@@ -235,3 +235,38 @@ async def test_the_export_streams_every_item_as_csv(client: AsyncClient) -> None
     rows = list(csv.reader(io.StringIO(response.text)))
     assert rows[0] == ["id", "title", "description", "created_at"]
     assert [row[1] for row in rows[1:]] == titles
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("post", "/api/v1/items"),
+        ("patch", "/api/v1/items/{id}"),
+        ("post", "/api/v1/items/{id}/tags"),
+    ],
+)
+async def test_a_non_finite_number_is_a_422_that_renders(
+    client: AsyncClient, number: str, method: str, path: str
+) -> None:
+    item = await create(client, title="target")
+    for field in ("title", "description", "name"):
+        body = '{"' + field + '": ' + number + "}"  # as a client may send it: not JSON
+        response = await client.request(
+            method,
+            path.format(id=item["id"]),
+            content=body,
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 422, (body, response.text)
+        assert "detail" in response.json()
+
+
+async def test_a_body_of_thousands_of_unknown_keys_gets_a_small_422(client: AsyncClient) -> None:
+    body = {"title": "ok", **{f"k{n}": 0 for n in range(10_000)}}  # under the size limit
+    response = await client.post("/api/v1/items", json=body)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert len(detail) == 21
+    assert detail[-1] == {"type": "too_many_errors", "loc": [], "msg": "9980 more errors"}
+    assert len(response.content) < 4_000

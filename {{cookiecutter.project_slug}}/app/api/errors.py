@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request, status
@@ -68,6 +69,8 @@ DEFAULT_CONFLICT_DETAILS = {
 }
 # The longest input a 422 answer echoes back; longer input is left out of the answer.
 ECHO_LIMIT = 100
+# The most errors a 422 answer lists; it says how many more there were.
+MAX_ERRORS = 20
 
 
 class _AsciiJSONResponse(JSONResponse):
@@ -100,12 +103,17 @@ def _client_error(error: dict[str, Any]) -> dict[str, Any]:
         "loc": _field_path(error["loc"]),
         "msg": error["msg"],
     }
-    value = error.get("input")
-    if isinstance(value, int | float | bool) or (
-        isinstance(value, str) and len(value) <= ECHO_LIMIT
-    ):
+    if _echoable(value := error.get("input")):
         answer["input"] = value
     return answer
+
+
+def _echoable(value: Any) -> bool:
+    """A short string, or a number JSON can hold: not NaN or infinity, which a body may carry
+    (Python's JSON reader takes them) but an answer cannot."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, int) or (isinstance(value, str) and len(value) <= ECHO_LIMIT)
 
 
 async def _request_validation_error(
@@ -113,7 +121,11 @@ async def _request_validation_error(
 ) -> JSONResponse:
     # "Input should be None" comes from the `| None` of an optional field whose value is
     # wrong: the other error of that field says what is.
-    errors = [_client_error(each) for each in error.errors() if each["type"] != "none_required"]
+    found = [each for each in error.errors() if each["type"] != "none_required"]
+    errors = [_client_error(each) for each in found[:MAX_ERRORS]]
+    if len(found) > MAX_ERRORS:  # thousands of unknown keys: a few kilobytes, not megabytes
+        left_out = len(found) - MAX_ERRORS
+        errors.append({"type": "too_many_errors", "loc": [], "msg": f"{left_out} more errors"})
     return _AsciiJSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
