@@ -61,6 +61,30 @@ async def test_requests_are_counted_by_route_template(client: AsyncClient) -> No
     assert "/424242" not in metrics
 
 
+async def test_a_made_up_method_is_one_label(client: AsyncClient) -> None:
+    for method in ("BREW", "PROPFIND", "X-ANYTHING"):
+        await client.request(method, "/health")
+    metrics = (await client.get("/metrics")).text
+    assert 'method="other",route="/health"' in metrics
+    assert "BREW" not in metrics
+    assert "PROPFIND" not in metrics
+
+
+@pytest.mark.parametrize(
+    ("allowed", "served"),
+    [(["127.0.0.1"], True), (["10.0.0.0/8", "::1"], False), (["127.0.0.0/8"], True), ([], False)],
+)
+async def test_metrics_answer_only_the_clients_allowed(
+    settings: Settings, allowed: list[str], served: bool
+) -> None:
+    app = create_app(settings.model_copy(update={"metrics_allowed_clients": allowed}))
+    # httpx's ASGI transport is a client at 127.0.0.1.
+    transport = ASGITransport(app=app)
+    async with AsyncClient(transport=transport, base_url="http://localhost") as client:
+        response = await client.get("/metrics")
+    assert response.status_code == (200 if served else 404)
+
+
 def test_a_route_template_keeps_the_prefix_and_never_the_ids() -> None:
     class Route:
         path_regex = re.compile(r"^/items/(?P<item_id>[^/]+)$")

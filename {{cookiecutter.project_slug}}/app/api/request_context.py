@@ -17,6 +17,9 @@ from app.core import metrics
 from app.core.logging import REQUEST_ID
 
 # Printable, short, and free of anything that could forge a log line or a header.
+# The methods a metric's label may name: a client may send any token as its method, and each
+# new label value would be a new series kept until restart (CVE-2022-21698 in Go's client).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -76,7 +79,7 @@ class RequestContextMiddleware:
             REQUEST_ID.reset(token)
             if self.with_metrics:
                 route = route_template(scope)
-                method = scope["method"]
+                method = scope["method"] if scope["method"] in METHODS else "other"
                 metrics.REQUESTS.labels(method, route, str(status)).inc()
                 elapsed = time.perf_counter() - started
                 metrics.REQUEST_DURATION.labels(method, route).observe(elapsed)

@@ -62,8 +62,11 @@ class Settings(BaseSettings):
     # naming the request and the line (see app.core.stalls).
     stall_monitor_enabled: bool = True
     stall_threshold: float = Field(default=0.1, ge=0.01)
-    # /metrics, in the Prometheus text format (see app.core.metrics).
+    # /metrics, in the Prometheus text format (see app.core.metrics), answered only to these
+    # client addresses or networks (as the server sees them: behind a proxy, what
+    # FORWARDED_ALLOW_IPS lets it trust); any other client gets 404.
     metrics_enabled: bool = True
+    metrics_allowed_clients: CommaSeparated = ["127.0.0.1", "::1"]
 
     # Plain URLs (postgresql://, postgres://, sqlite:///) are mapped to this project's drivers.
     # The default is an embedded SQLite file, so a fresh clone runs with no database server.

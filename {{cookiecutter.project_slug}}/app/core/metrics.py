@@ -5,6 +5,7 @@ directory before they start: each process then writes its values there, and `/me
 process answers it, adds them all up (prometheus-client's multiprocess mode).
 """
 
+import ipaddress
 import os
 
 from prometheus_client import (
@@ -18,7 +19,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-__all__ = ["CONTENT_TYPE_LATEST", "exposition", "process_exits"]
+__all__ = ["CONTENT_TYPE_LATEST", "client_allowed", "exposition", "process_exits"]
 
 MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
 
@@ -72,3 +73,12 @@ def process_exits() -> None:
     """Drop this process's gauges from the sums (multiprocess mode), as it shuts down."""
     if MULTIPROCESS:
         multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def client_allowed(host: str | None, allowed: list[str]) -> bool:
+    """Whether a client's address is one of `allowed` (addresses or networks, `10.0.0.0/8`)."""
+    try:
+        address = ipaddress.ip_address(host or "")
+    except ValueError:
+        return False  # a test client's made-up name, a Unix socket
+    return any(address in ipaddress.ip_network(each, strict=False) for each in allowed)
