@@ -72,8 +72,9 @@ def test_async_handlers_only_in_async_mode(baked: Path) -> None:
         assert re.search(r"^def ", handlers, re.MULTILINE) is None
     else:
         deps = (baked / "app" / "api" / "deps.py").read_text()
-        # Only liveness, which touches nothing that blocks: it must never wait for a thread.
-        assert re.findall(r"async def (\w+)", handlers + deps) == ["live"]
+        # Only liveness (GET and HEAD), which touches nothing that blocks: it must never wait
+        # for a thread.
+        assert re.findall(r"async def (\w+)", handlers + deps) == ["live", "live_head"]
 
 
 @pytest.mark.parametrize(

@@ -73,3 +73,9 @@ async def test_an_outage_is_logged_without_forged_lines_or_secrets(
     assert "\x1b" not in line
     assert "all is well\\x1b[8m" in line  # escaped, printed as text
     assert "s3cret-pass" not in line
+
+
+async def test_liveness_answers_head_as_probes_send_it(client: AsyncClient) -> None:
+    response = await client.head("/health")
+    assert response.status_code == 200
+    assert response.content == b""

@@ -17,6 +17,12 @@ async def live() -> HealthStatus:
     return HealthStatus()
 
 
+# HEAD too, as load balancers and uptime probes often send it (the GET documents both).
+@router.head("", include_in_schema=False)
+async def live_head() -> None:
+    """The process is up: 200, no body."""
+
+
 @router.get("/ready", responses=UNAVAILABLE)
 def ready(connection: ReadConnectionDep, settings: SettingsDep) -> HealthStatus:
     """The database answers within DB_PING_TIMEOUT (and the connect and pool timeouts)."""
