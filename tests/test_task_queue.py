@@ -50,6 +50,7 @@ class Worker:
     """`celery -A app.worker worker` in the project, with one worker process."""
 
     def __init__(self, project: Path, env: dict[str, str], log: Path) -> None:
+        self.project, self.env = project, env
         command = [sys.executable, "-m", "celery", "-A", "app.worker", "worker",
                    "--concurrency", "1", "--loglevel", "info"]  # fmt: skip
         self.log = log
@@ -159,3 +160,41 @@ def test_a_job_whose_worker_process_dies_runs_again(queued: tuple[httpx.Client, 
     request.join()
     assert result[0].json() == {"below": 1_500_000, "count": 114155}
     assert "WorkerLostError" in worker.log.read_text() or "SIGKILL" in worker.log.read_text()
+
+
+def test_a_job_past_its_limit_is_killed_on_the_worker(
+    queued: tuple[httpx.Client, Worker],
+) -> None:
+    """The client gets its 503 at CPU_JOB_TIMEOUT, and the worker stops the job then too."""
+    _, worker = queued
+    env = {**worker.env, "CPU_JOB_TIMEOUT": "2"}
+    with serving(uvicorn(), worker.project, env) as client:
+        [child] = worker.children()
+        started = time.monotonic()
+        answer = primes(client, 10_000_000)  # minutes of work
+        waited = time.monotonic() - started
+    assert answer.status_code == 503, answer.text
+    assert waited < 10, waited
+    deadline = time.monotonic() + 20
+    while child in worker.children() and time.monotonic() < deadline:
+        time.sleep(0.2)  # the worker replaces the process it killed
+    assert child not in worker.children(), worker.log.read_text()[-3000:]
+    log = worker.log.read_text()
+    assert "Hard time limit" in log or "Terminating" in log or "SIGKILL" in log, log[-3000:]
+
+
+def test_a_broker_that_is_down_answers_503(baked: Path, tmp_path: Path) -> None:
+    env = clean_env(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}",
+        CPU_BACKEND="celery",
+        CELERY_BROKER_URL="redis://127.0.0.1:1/0",  # nothing listens on port 1 of loopback
+    )
+    project = migrated_copy(baked, tmp_path, env)
+    with serving(uvicorn(), project, env) as client:
+        started = time.monotonic()
+        answer = primes(client, 1000)
+        waited = time.monotonic() - started
+        assert client.get("/health").status_code == 200
+    assert answer.status_code == 503, answer.text
+    assert "task queue is unreachable" in answer.json()["detail"]
+    assert waited < 10, waited

@@ -10,12 +10,14 @@ The admission rule is the process pool's: at most PROCESS_POOL_WORKERS + CPU_QUE
 a server process are in flight, and one more is refused at once (503). A job waits at most
 CPU_JOB_TIMEOUT seconds for its result. A worker process that dies while it runs a job hands
 the job back to the queue (late acknowledgement), so another worker runs it again; if no worker
-answers in time, the request fails clearly rather than hanging.
+answers in time, the request fails clearly rather than hanging, and the worker kills the job
+(its time limit, and a revoke that terminates it, also when the client hangs up). A broker
+that is down answers 503, as a database outage does.
 """
 
 import importlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any, ParamSpec, TypeVar
 
 import anyio
@@ -23,6 +25,8 @@ import anyio.to_thread
 from celery import Celery
 from celery.exceptions import TimeoutError as ResultTimeoutError
 from celery.result import AsyncResult
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from app.core.concurrency import Admission, JobFailedError, run_in_thread
 
@@ -30,6 +34,9 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 TASK = "app.run_function"
+# What a broker that is down or unreachable raises: through kombu, the Redis client, or
+# Celery's Redis result store, which gives up reconnecting with a RuntimeError.
+BROKER_DOWN = (OperationalError, RedisError, OSError, RuntimeError)
 
 
 def run_function(module: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -53,6 +60,10 @@ def celery_app(broker_url: str) -> Celery:
         worker_prefetch_multiplier=1,  # a worker process holds one job, never a backlog
         result_expires=3600,
         broker_connection_retry_on_startup=True,
+        # A broker that is down fails the request at once (503), rather than after retries.
+        task_publish_retry=False,
+        broker_connection_timeout=3,
+        result_backend_transport_options={"retry_policy": {"max_retries": 1}},
     )
     celery.task(name=TASK)(run_function)
     return celery
@@ -78,7 +89,7 @@ class TaskQueue:
             return value
         except anyio.get_cancelled_exc_class():
             with anyio.CancelScope(shield=True):
-                await run_in_thread(result.revoke)
+                await run_in_thread(stop, result)
             raise
 
     def call(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -99,8 +110,17 @@ class TaskQueue:
             # One task runs every job; `shadow` names each job after its function in the
             # worker's log and in monitoring (Flower, events), not "app.run_function".
             return self.celery.send_task(
-                TASK, args=[func.__module__, func.__qualname__, list(args), kwargs], shadow=name
+                TASK,
+                args=[func.__module__, func.__qualname__, list(args), kwargs],
+                shadow=name,
+                # The worker kills a job still running when its client has stopped waiting.
+                time_limit=self.time_limit,
             )
+        except BROKER_DOWN as error:
+            self._admission.finished()
+            raise JobFailedError(
+                f"the task queue is unreachable ({type(error).__name__})"
+            ) from None
         except BaseException:
             self._admission.finished()
             raise
@@ -117,10 +137,21 @@ class TaskQueue:
         try:
             yield
         except ResultTimeoutError:
-            result.revoke()
+            stop(result)
             raise JobFailedError(
                 f"no worker finished the job within {self.time_limit:g} s"
             ) from None
+        except BROKER_DOWN as error:
+            raise JobFailedError(
+                f"the task queue is unreachable ({type(error).__name__})"
+            ) from None
+
+
+def stop(result: AsyncResult) -> None:
+    """Revoke a job, and kill the worker process that runs it, if one does: revoking alone
+    only drops a job that has not started."""
+    with suppress(*BROKER_DOWN):
+        result.revoke(terminate=True, signal="SIGKILL")
 
 
 @asynccontextmanager
