@@ -12,7 +12,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.api.request_context import route_template
 from app.core.config import Settings
-from app.core.stalls import Stall, StallMonitor
+from app.core.stalls import Stall, StallMonitor, request_name
 from app.factory import create_app
 from tests.settings import IsolatedSettings
 
@@ -83,6 +83,11 @@ async def test_metrics_answer_only_the_clients_allowed(
     async with AsyncClient(transport=transport, base_url="http://localhost") as client:
         response = await client.get("/metrics")
     assert response.status_code == (200 if served else 404)
+
+
+def test_a_stall_report_names_a_request_with_its_path_escaped() -> None:
+    scope: dict[str, object] = {"type": "http", "method": "GET", "path": "/a\nWARNING x\x1b[31m"}
+    assert request_name(scope) == "GET /a\\nWARNING x\\x1b[31m"
 
 
 def test_a_route_template_keeps_the_prefix_and_never_the_ids() -> None:
