@@ -2,62 +2,13 @@
 one detail per kind of constraint and what the statement did, whatever the database says."""
 
 import pytest
-from sqlalchemy import (
-    Column,
-    Connection,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    delete,
-    insert,
-)
+from sqlalchemy import Connection, insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import Executable
 
 from app.api.errors import conflict_detail
 from app.db.errors import constraint_violation
-from app.models.base import Base
-
-metadata = MetaData(naming_convention=Base.metadata.naming_convention)
-parents = Table(
-    "conflict_parents",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(20), unique=True),
-)
-restricted = Table(
-    "conflict_restricted",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("parent_id", ForeignKey("conflict_parents.id", ondelete="RESTRICT")),
-)
-referring = Table(
-    "conflict_referring",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("parent_id", ForeignKey("conflict_parents.id")),
-)
-
-CASES = {
-    "duplicate": (
-        insert(parents).values(id=9, name="one"),
-        "Conflicts with something already stored",
-    ),
-    "reference to nothing": (
-        insert(referring).values(parent_id=99),
-        "Refers to something that does not exist",
-    ),
-    "delete restricted": (
-        delete(parents).where(parents.c.id == 1),
-        "Is still referred to: remove or change what refers to it first",
-    ),
-    "delete referred to": (
-        delete(parents).where(parents.c.id == 2),
-        "Is still referred to: remove or change what refers to it first",
-    ),
-}
+from tests.conflicts import CASES, metadata, parents, referring, restricted
 
 
 @pytest.mark.parametrize("case", CASES)
