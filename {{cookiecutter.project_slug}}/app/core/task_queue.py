@@ -37,6 +37,7 @@ TASK = "app.run_function"
 # What a broker that is down or unreachable raises: through kombu, the Redis client, or
 # Celery's Redis result store, which gives up reconnecting with a RuntimeError.
 BROKER_DOWN = (OperationalError, RedisError, OSError, RuntimeError)
+RESULT_STORE_RETRIES = {"max_retries": 1}  # Celery's default, 20, takes 20 s to give up
 
 
 def run_function(module: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -63,7 +64,7 @@ def celery_app(broker_url: str) -> Celery:
         # A broker that is down fails the request at once (503), rather than after retries.
         task_publish_retry=False,
         broker_connection_timeout=3,
-        result_backend_transport_options={"retry_policy": {"max_retries": 1}},
+        result_backend_transport_options={"retry_policy": RESULT_STORE_RETRIES},
     )
     celery.task(name=TASK)(run_function)
     return celery
