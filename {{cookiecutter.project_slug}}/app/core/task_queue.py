@@ -23,6 +23,7 @@ from typing import Any, ParamSpec, TypeVar
 import anyio
 import anyio.to_thread
 from celery import Celery
+from celery.exceptions import TimeLimitExceeded
 from celery.exceptions import TimeoutError as ResultTimeoutError
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
@@ -137,8 +138,8 @@ class TaskQueue:
     def _stopped_jobs_fail(self, result: AsyncResult) -> Iterator[None]:
         try:
             yield
-        except ResultTimeoutError:
-            stop(result)
+        except (ResultTimeoutError, TimeLimitExceeded):  # our wait ran out, or the worker's
+            stop(result)  # (the same limit) did first and killed the job: harmless then
             raise JobFailedError(
                 f"no worker finished the job within {self.time_limit:g} s"
             ) from None
