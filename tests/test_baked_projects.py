@@ -1,8 +1,10 @@
 """Each bake works: its own test suite passes on SQLite and PostgreSQL, and it serves over HTTP."""
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.helpers import DATABASES, MODES, bake, clean_env, create_database, mode_of, run
@@ -62,9 +64,19 @@ def test_migrates_and_serves_the_http_contract(
         assert client.get("/api/v1/items", params={"limit": 101}).status_code == 422
         assert client.delete(f"/api/v1/items/{item['id']}").status_code == 204
         assert client.get(f"/api/v1/items/{item['id']}").json() == {"detail": "Item not found"}
+        # Concurrent deletes of one item: one deletes it, every other one finds none.
+        doomed = client.post("/api/v1/items", json={"title": "doomed"}).json()["id"]
+        with ThreadPoolExecutor(8) as pool:
+            deletes = list(pool.map(lambda _: delete(client, doomed), range(8)))
+        assert sorted(deletes) == [204] + [404] * 7
         primes = client.get("/api/v1/examples/primes", params={"below": 1000})
         assert primes.json() == {"below": 1000, "count": 168}
         assert client.get("/api/v1/examples/primes", params={"below": 1}).status_code == 422
+
+
+def delete(client: httpx.Client, item_id: int) -> int:
+    with httpx.Client(base_url=client.base_url, timeout=10) as own:  # a connection each
+        return own.delete(f"/api/v1/items/{item_id}").status_code
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[f"database_access:{m}" for m in MODES])

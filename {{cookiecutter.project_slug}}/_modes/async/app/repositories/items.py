@@ -8,7 +8,7 @@ dependency commits; they work on ORM objects.
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -63,6 +63,7 @@ async def update_item(session: AsyncSession, item: Item, changes: ItemUpdate) ->
     return item
 
 
-async def delete_item(session: AsyncSession, item: Item) -> None:
-    await session.delete(item)
-    await session.flush()
+async def delete_item(session: AsyncSession, item_id: int) -> bool:
+    """Delete the item; False if there was none (or another request deleted it first)."""
+    deleted = await session.execute(delete(Item).where(Item.id == item_id).returning(Item.id))
+    return deleted.scalar_one_or_none() is not None

@@ -8,7 +8,7 @@ dependency commits; they work on ORM objects.
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, delete, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -61,6 +61,7 @@ def update_item(session: Session, item: Item, changes: ItemUpdate) -> Item | Non
     return item
 
 
-def delete_item(session: Session, item: Item) -> None:
-    session.delete(item)
-    session.flush()
+def delete_item(session: Session, item_id: int) -> bool:
+    """Delete the item; False if there was none (or another request deleted it first)."""
+    deleted = session.execute(delete(Item).where(Item.id == item_id).returning(Item.id))
+    return deleted.scalar_one_or_none() is not None

@@ -80,8 +80,10 @@ def update_item(item: ItemDep, changes: ItemUpdate, session: SessionDep) -> Item
 
 
 @router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
-def delete_item(item: ItemDep, session: SessionDep) -> None:
-    items.delete_item(session, item)
+def delete_item(item_id: ItemId, session: SessionDep) -> None:
+    # One statement: of concurrent deletes of an item, one deletes it, the others get 404.
+    if not items.delete_item(session, item_id):
+        raise item_not_found()
 
 
 @router.get("/{item_id}/tags", responses=NOT_FOUND)
