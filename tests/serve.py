@@ -28,10 +28,40 @@ def migrated_copy(baked: Path, tmp_path: Path, env: dict[str, str]) -> Path:
     return project
 
 
-def uvicorn(*options: str) -> list[str]:
-    """The README's serving command, `uvicorn app.main:app`, on $PORT."""
-    command = f"exec {sys.executable} -m uvicorn app.main:app --port $PORT {' '.join(options)}"
-    return ["sh", "-c", command.rstrip()]
+def production() -> list[str]:
+    """The bake's production command, `scripts/serve.sh` (granian, with its limits), on $PORT
+    and with this environment's granian. WEB_CONCURRENCY in the environment sets its workers."""
+    return ["sh", "-c", f'PATH="{Path(sys.executable).parent}:$PATH" exec ./scripts/serve.sh']
+
+
+# The pid of the server serving each port, while `serving` runs it.
+SERVERS: dict[int, int] = {}
+
+
+def server_workers(client: httpx.Client) -> list[int]:
+    """The pids of the worker processes of the server `client` talks to."""
+    main = SERVERS[client.base_url.port or 80]
+    return [pid for pid in children(main) if "granian" in command_line(pid)]
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started, read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process just ended
+            continue
+        if int(fields[1]) == pid:  # the parent's pid
+            found.append(int(stat.parent.name))
+    return found
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:  # the process just ended
+        return ""
 
 
 @contextmanager
@@ -52,8 +82,9 @@ def serving(
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
-            start_new_session=True,  # to stop the whole process group (scripts run uvicorn)
+            start_new_session=True,  # to stop the whole process group (granian's workers)
         )
+        SERVERS[port] = server.pid
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
                 deadline = time.monotonic() + 180
@@ -65,10 +96,19 @@ def serving(
                     time.sleep(0.3)
                 yield client
         finally:
+            del SERVERS[port]
             os.killpg(server.pid, signal.SIGINT)
             server.wait(timeout=30)
         output = read(log)
-    assert "Application shutdown complete" in output, output[-5000:]
+    assert_stopped_gracefully(output)
+
+
+def assert_stopped_gracefully(output: str) -> None:
+    """The server stopped after the app's lifespan ended, killing nothing: granian (production)
+    or uvicorn (`fastapi dev`)."""
+    ends = ("Granian shutdown completed", "Application shutdown complete")
+    assert any(end in output for end in ends), output[-5000:]
+    assert "refused to gracefully stop" not in output, output[-5000:]
 
 
 def read(log: IO[str]) -> str:

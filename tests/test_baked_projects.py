@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.helpers import DATABASES, MODES, bake, clean_env, create_database, mode_of, run
-from tests.serve import migrated_copy, serving, uvicorn
+from tests.serve import migrated_copy, production, serving
 
 
 @pytest.fixture(scope="module", params=DATABASES, ids=[f"database:{d}" for d in DATABASES])
@@ -44,12 +44,12 @@ def test_own_test_suite_passes(baked: Path, database: str, request: pytest.Fixtu
 def test_migrates_and_serves_the_http_contract(
     baked: Path, database: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """`alembic upgrade head` then `uvicorn app.main:app`, as its README says, over real HTTP."""
+    """`alembic upgrade head` then `scripts/serve.sh`, as its README says, over real HTTP."""
     mode = mode_of(baked)
     url = database_url(database, tmp_path / baked.name, f"serve_{mode}", request)
     env = clean_env(DATABASE_URL=url)
     project = migrated_copy(baked, tmp_path, env)
-    with serving(uvicorn(), project, env) as client:
+    with serving(production(), project, env) as client:
         assert client.get("/health").json() == {"status": "ok"}
         assert client.get("/health/ready").json() == {"status": "ok"}
         created = client.post("/api/v1/items", json={"title": "served", "description": "d"})

@@ -18,7 +18,7 @@ import psycopg2.extras
 import pytest
 
 from tests.helpers import DATABASES, clean_env, create_database, mode_of, run
-from tests.serve import serving, uvicorn
+from tests.serve import production, server_workers, serving
 
 CASES = Path(__file__).parent / "cases" / "composition"
 CONCURRENT = 100
@@ -58,7 +58,7 @@ def test_two_database_dependencies_hold_one_connection(
     env = clean_env(DATABASE_URL=url, DB_POOL_SIZE="2", PROCESS_POOL_WORKERS="1")
     migrated = run(sys.executable, "-m", "alembic", "upgrade", "head", cwd=project, env=env)
     assert migrated.returncode == 0, migrated.stderr
-    with serving(uvicorn(), project, env) as client:
+    with serving(production(), project, env) as client:
         assert client.post("/api/v1/items", json={"title": "one"}).status_code == 201
         limits = httpx.Limits(max_connections=CONCURRENT)
         with httpx.Client(base_url=client.base_url, limits=limits, timeout=30) as many:
@@ -125,9 +125,8 @@ def test_a_large_export_streams_in_constant_memory(
     migrated = run(sys.executable, "-m", "alembic", "upgrade", "head", cwd=project, env=env)
     assert migrated.returncode == 0, migrated.stderr
     insert_items(url, EXPORTED)
-    with serving(uvicorn(), project, env) as client:
-        port = client.base_url.port
-        [pid] = run("pgrep", "-f", f"uvicorn app.main:app --port {port}").stdout.split()
+    with serving(production(), project, env) as client:
+        [pid] = server_workers(client)
         assert client.get("/api/v1/items", params={"limit": 100}).status_code == 200  # warm
         before = peak_memory_kib(int(pid))
         lines = 0

@@ -62,8 +62,9 @@ def test_the_dockerfile_copies_what_exists_and_serves_as_documented(locked: Path
     assert re.search(r"^USER 10001:10001$", dockerfile, flags=re.MULTILINE), "not root"
     assert "uv sync --locked --no-dev" in dockerfile
     assert "http://127.0.0.1:8000/health" in dockerfile  # HEALTHCHECK
-    cmd = re.search(r'^CMD \["uvicorn", "app.main:app"', dockerfile, flags=re.MULTILINE)
-    assert cmd, "the README's serving command, in exec form (signals reach uvicorn)"
+    cmd = re.search(r'^CMD \["./scripts/serve.sh"\]$', dockerfile, flags=re.MULTILINE)
+    assert cmd, "the production command, in exec form (it execs granian: signals reach it)"
+    assert "exec granian " in (locked / "scripts/serve.sh").read_text()
     ignored = (locked / ".dockerignore").read_text().split()
     assert {".venv", ".env", ".git", "*.db"} <= set(ignored)
 

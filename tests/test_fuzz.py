@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import clean_env, create_database, mode_of, run
-from tests.serve import migrated_copy, serving, uvicorn
+from tests.serve import migrated_copy, production, serving
 
 CHECKS = [
     "not_a_server_error",
@@ -34,7 +34,7 @@ def test_fuzzing_the_schema_finds_no_error_and_no_undocumented_answer(
     config.write_text(
         '[checks.not_a_server_error]\nexpected-statuses = ["2xx", "3xx", "4xx", 503]\n'
     )
-    with serving(uvicorn(), project, env) as client:
+    with serving(production(), project, env) as client:
         fuzzed = run(
             sys.executable, "-m", "schemathesis.cli", "--config-file", config,
             "run", f"{client.base_url}/openapi.json",

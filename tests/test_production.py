@@ -1,9 +1,12 @@
-"""Each bake as it is deployed: what it refuses at start-up, and the edges of its server."""
+"""Each bake as it is deployed (scripts/serve.sh: granian and its limits): what it refuses at
+start-up, and the edges of its server, against clients that are slow, idle or malformed."""
 
 import contextlib
 import re
+import resource
+import selectors
 import socket
-import sys
+import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,47 +15,44 @@ import httpx
 import pytest
 
 from tests.helpers import bake, clean_env, create_database, mode_of, run
-from tests.serve import migrated_copy, serving
+from tests.serve import migrated_copy, production, serving
+
+HEAD_TIMEOUT = 1.0  # seconds: the server's limits, made short for the tests
+BODY_TIMEOUT = 1.0
 
 
 def test_a_database_not_in_utf8_is_refused_at_start_up(
     baked: Path, postgres_admin_url: str
 ) -> None:
     url = create_database(postgres_admin_url, f"latin1_{mode_of(baked)}", encoding="LATIN1")
-    env = clean_env(DATABASE_URL=url, PROCESS_POOL_WORKERS="1")
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", "0"]
-    result = run(*command, cwd=baked, env=env, timeout=60)
-    assert result.returncode != 0, result.stderr
-    assert "stores text as LATIN1, not UTF-8" in result.stderr
-    assert "createdb --encoding=UTF8 --template=template0" in result.stderr
-
-
-def serving_command() -> list[str]:
-    """uvicorn with the limits scripts/run.sh sets (its `export` lines), on $PORT."""
-    limits = 'eval "$(grep "^export UVICORN_" scripts/run.sh)"'
-    return ["sh", "-c", f"{limits} && exec {sys.executable} -m uvicorn app.main:app --port $PORT"]
+    env = clean_env(DATABASE_URL=url, PROCESS_POOL_WORKERS="1", PORT="0")
+    result = run(*production(), cwd=baked, env=env, timeout=60)
+    assert result.returncode != 0, result.stdout
+    assert "stores text as LATIN1, not UTF-8" in result.stdout + result.stderr
+    assert "createdb --encoding=UTF8 --template=template0" in result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    """The async bake (the server's edges are the same in both modes), served as run.sh does,
-    with a small concurrency limit and keep-alive timeout so that the tests can reach them."""
+    """The async bake (the server's edges are the same in both modes), served by serve.sh,
+    with short read timeouts so that the tests can reach them."""
     tmp_path = tmp_path_factory.mktemp("edges")
     env = clean_env(
         DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}",
-        UVICORN_LIMIT_CONCURRENCY=str(CONCURRENCY),
-        UVICORN_TIMEOUT_KEEP_ALIVE="1",
+        GRANIAN_HTTP1_HEADER_READ_TIMEOUT=str(int(HEAD_TIMEOUT * 1000)),
+        REQUEST_BODY_TIMEOUT=str(BODY_TIMEOUT),
         # Proxy headers are trusted from this address only, from which nothing connects.
         FORWARDED_ALLOW_IPS="127.0.0.2",
         PROCESS_POOL_WORKERS="1",
     )
+    # A thousand sockets here, a thousand in the server: more than the usual soft limit of 1024.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096 if hard == resource.RLIM_INFINITY else min(4096, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))
     baked = bake(tmp_path / "bake", database_access="async")
     project = migrated_copy(baked, tmp_path, env)
-    with serving(serving_command(), project, env) as client:
+    with serving(production(), project, env) as client:
         yield client
-
-
-CONCURRENCY = 8
 
 
 def raw_connection(client: httpx.Client) -> socket.socket:
@@ -60,19 +60,33 @@ def raw_connection(client: httpx.Client) -> socket.socket:
     return socket.create_connection((url.host, url.port), timeout=10)
 
 
-def test_the_server_names_no_software_and_ignores_untrusted_proxy_headers(
-    server: httpx.Client,
-) -> None:
+def until_closed(connection: socket.socket, limit: float = 10) -> tuple[bytes, float]:
+    """Everything the server sends until it closes the connection, and how long that took."""
+    started, answer = time.monotonic(), b""
+    connection.settimeout(limit)
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer, time.monotonic() - started
+
+
+HEAD = b"GET /health HTTP/1.1\r\nHost: localhost\r\n"
+SLOW_BODY = (
+    b"POST /api/v1/items HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 100\r\n\r\n{"
+)
+
+
+def test_proxy_headers_from_an_untrusted_client_are_ignored(server: httpx.Client) -> None:
     forged = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"}
     response = server.get("/api/v1/items/", headers=forged, follow_redirects=False)
     assert response.status_code == 307
     assert response.headers["location"].startswith(f"http://127.0.0.1:{server.base_url.port}/")
-    assert "server" not in response.headers
 
 
-def test_headers_past_the_cap_are_refused_not_buffered(server: httpx.Client) -> None:
+def test_a_head_past_the_cap_is_refused_as_it_arrives(server: httpx.Client) -> None:
     with raw_connection(server) as connection:
-        connection.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
+        connection.sendall(HEAD)
         sent, answer = 0, b""
         with contextlib.suppress(OSError):  # the server may hang up while we still send
             while sent < 4 * 1024 * 1024:
@@ -82,49 +96,136 @@ def test_headers_past_the_cap_are_refused_not_buffered(server: httpx.Client) -> 
         with contextlib.suppress(OSError):
             answer = connection.recv(1000)
     assert sent < 1024 * 1024, f"{sent} bytes of headers accepted"
-    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431"), answer
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        HEAD + b"X-Big: " + b"a" * 60_000 + b"\r\n\r\n",
+        HEAD + b"".join(b"X-%d: a\r\n" % n for n in range(10_000)) + b"\r\n",
+    ],
+    ids=["one 60 KB header", "10,000 headers"],
+)
+def test_a_head_past_the_cap_is_refused_when_it_arrives_at_once(
+    server: httpx.Client, head: bytes
+) -> None:
+    with raw_connection(server) as connection:
+        connection.sendall(head)
+        answer, _ = until_closed(connection)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+
+
+def test_a_head_that_does_not_arrive_in_time_is_cut_off(server: httpx.Client) -> None:
+    with raw_connection(server) as connection:
+        connection.sendall(HEAD)
+        started = time.monotonic()
+        with contextlib.suppress(OSError):  # a byte now and then, until the server hangs up
+            while time.monotonic() - started < 10 * HEAD_TIMEOUT:
+                connection.sendall(b"X")
+                time.sleep(HEAD_TIMEOUT / 10)
+        elapsed = time.monotonic() - started
+        answer, _ = until_closed(connection)
+    assert elapsed < 5 * HEAD_TIMEOUT, f"still reading the head after {elapsed:.1f} s"
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 408"), answer[:100]
+
+
+def test_a_body_that_does_not_arrive_in_time_is_cut_off_with_408(server: httpx.Client) -> None:
+    with raw_connection(server) as connection:
+        connection.sendall(SLOW_BODY)
+        answer, elapsed = until_closed(connection)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
+    assert b"Request body not received within 1 seconds" in answer
+    assert elapsed < 5 * BODY_TIMEOUT
 
 
 def test_an_idle_keep_alive_connection_is_closed(server: httpx.Client) -> None:
     with raw_connection(server) as connection:
-        connection.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        connection.sendall(HEAD + b"\r\n")
         response = b""
         while not response.endswith(b'{"status":"ok"}'):
             response += connection.recv(1000)
         assert response.startswith(b"HTTP/1.1 200")
-        started = time.monotonic()
-        assert connection.recv(1000) == b""  # closed by the server
-        assert time.monotonic() - started < 5
+        answer, elapsed = until_closed(connection)
+    assert answer == b""
+    assert elapsed < 5 * HEAD_TIMEOUT
 
 
-def test_slow_connections_past_the_limit_get_a_fast_503_and_service_returns(
+def test_content_length_with_transfer_encoding_closes_the_connection(
     server: httpx.Client,
 ) -> None:
-    slow = [raw_connection(server) for _ in range(CONCURRENCY)]
-    try:
-        for connection in slow:  # a request that never ends its headers
-            connection.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
-        time.sleep(0.2)
-        started = time.monotonic()
-        assert server.get("/health").status_code == 503
-        assert time.monotonic() - started < 1
-    finally:
-        for connection in slow:
-            connection.close()
-    deadline = time.monotonic() + 5
-    while server.get("/health").status_code != 200:
-        assert time.monotonic() < deadline, "still refusing after the slow clients left"
-        time.sleep(0.1)
-
-
-def test_the_container_sets_the_limits_run_sh_sets(baked: Path) -> None:
-    script = dict(
-        re.findall(
-            r'^export (UVICORN_\w+)="\$\{\1:-(.*)\}"$', (baked / "scripts/run.sh").read_text(), re.M
+    with raw_connection(server) as connection:
+        connection.sendall(
+            b"POST /api/v1/items HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
         )
+        answer, elapsed = until_closed(connection)
+    # RFC 9112 6.3: the chunked body is the body (`{}`: no title), and after the answer the
+    # connection is closed, so nothing smuggled after it can be read as another request.
+    assert answer.startswith(b"HTTP/1.1 422 "), answer[:100]
+    assert re.search(rb"\r\nconnection: close\r\n", answer, re.IGNORECASE), answer
+    assert elapsed < 5
+
+
+def health_latencies(client: httpx.Client, count: int = 20) -> list[float]:
+    latencies = []
+    for _ in range(count):
+        with httpx.Client(base_url=client.base_url, timeout=30) as fresh:  # a new connection
+            started = time.monotonic()
+            assert fresh.get("/health").status_code == 200
+            latencies.append(time.monotonic() - started)
+    return latencies
+
+
+def test_a_thousand_idle_and_slow_clients_cost_health_nothing(server: httpx.Client) -> None:
+    """Idle sockets, heads sent a byte at a time and bodies that never come, 1,000 of them kept
+    open (those the server cuts off are opened again): /health answers as fast as without."""
+    alone = statistics.median(health_latencies(server))
+    kinds = [b""] * 400 + [HEAD] * 300 + [SLOW_BODY] * 300
+    selector = selectors.DefaultSelector()
+
+    def open_one(kind: bytes) -> None:
+        connection = raw_connection(server)
+        connection.sendall(kind)
+        connection.setblocking(False)
+        selector.register(connection, selectors.EVENT_READ, kind)
+
+    for kind in kinds:
+        open_one(kind)
+    reopened = 0
+    try:
+        latencies: list[float] = []
+        deadline = time.monotonic() + 3 * max(HEAD_TIMEOUT, BODY_TIMEOUT)
+        while time.monotonic() < deadline:  # through at least one round of cut-offs
+            for key, _ in selector.select(timeout=0):
+                connection = key.fileobj
+                assert isinstance(connection, socket.socket)
+                with contextlib.suppress(OSError):
+                    if connection.recv(65536):
+                        continue  # an answer (408): the close follows
+                selector.unregister(connection)
+                connection.close()
+                open_one(key.data)
+                reopened += 1
+            for key in list(selector.get_map().values()):
+                if key.data == HEAD:  # a byte of the head now and then
+                    with contextlib.suppress(OSError):
+                        key.fileobj.send(b"X")  # type: ignore[union-attr]
+            latencies += health_latencies(server, count=5)
+    finally:
+        for key in list(selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+    assert reopened >= 600, "the server cut off too few of the slow and idle clients"
+    loaded = statistics.median(latencies)
+    assert loaded < alone + 0.1, (
+        f"/health: median {loaded * 1000:.0f} ms, alone {alone * 1000:.0f} ms"
+    )
+
+
+def test_run_sh_and_the_image_serve_with_serve_sh(baked: Path) -> None:
+    assert re.search(
+        r"^PATH=.* exec \./scripts/serve\.sh \"\$@\"$", (baked / "scripts/run.sh").read_text(), re.M
     )
     dockerfile = (baked / "Dockerfile").read_text()
-    container = dict(re.findall(r"^(?:ENV)?\s+(UVICORN_\w+)=(\S+?)(?: \\)?$", dockerfile, re.M))
-    assert script == container
-    assert {"UVICORN_HTTP", "UVICORN_LIMIT_CONCURRENCY", "UVICORN_SERVER_HEADER"} <= set(script)
+    assert re.search(r'^CMD \["\./scripts/serve\.sh"\]$', dockerfile, re.M)
     assert re.search(r"^\s*DOCS_ENABLED=false", dockerfile, re.M), "docs off in production"

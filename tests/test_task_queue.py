@@ -19,7 +19,7 @@ import pytest
 
 from tests.helpers import TEMPLATE, clean_env, run
 from tests.postgres import free_port
-from tests.serve import migrated_copy, serving, uvicorn
+from tests.serve import migrated_copy, production, serving
 
 CASES = TEMPLATE / "tests" / "cases" / "queue"
 
@@ -96,7 +96,7 @@ def queued(
     router.write_text(f"{router.read_text()}\n{added}\n")
     worker = Worker(project, env, tmp_path / "worker.log")
     try:
-        with serving(uvicorn(), project, env) as client:
+        with serving(production(), project, env) as client:
             yield client, worker
     finally:
         worker.stop()
@@ -168,7 +168,7 @@ def test_a_job_past_its_limit_is_killed_on_the_worker(
     """The client gets its 503 at CPU_JOB_TIMEOUT, and the worker stops the job then too."""
     _, worker = queued
     env = {**worker.env, "CPU_JOB_TIMEOUT": "2"}
-    with serving(uvicorn(), worker.project, env) as client:
+    with serving(production(), worker.project, env) as client:
         [child] = worker.children()
         started = time.monotonic()
         answer = primes(client, 10_000_000)  # minutes of work
@@ -190,7 +190,7 @@ def test_a_broker_that_is_down_answers_503(baked: Path, tmp_path: Path) -> None:
         CELERY_BROKER_URL="redis://127.0.0.1:1/0",  # nothing listens on port 1 of loopback
     )
     project = migrated_copy(baked, tmp_path, env)
-    with serving(uvicorn(), project, env) as client:
+    with serving(production(), project, env) as client:
         started = time.monotonic()
         answer = primes(client, 1000)
         waited = time.monotonic() - started

@@ -7,6 +7,7 @@ import anyio
 import anyio.to_thread
 from fastapi import FastAPI
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.api.body_limit import BodySizeLimitMiddleware
 from app.api.errors import add_error_handlers
@@ -75,8 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     # The last added runs first: every answer gets its request id and the security headers,
-    # even a refused Host.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    # even a refused Host, and is logged with the client's address a trusted proxy gave.
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_request_body_bytes,
+        timeout=settings.request_body_timeout,
+    )
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(SecurityHeadersMiddleware)
     app.state.requests_in_flight = RequestsInFlight()
@@ -84,7 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         RequestContextMiddleware,
         in_flight=app.state.requests_in_flight,
         with_metrics=settings.metrics_enabled,
+        access_log=settings.access_log,
     )
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     add_error_handlers(app)
     app.include_router(router)
     if settings.metrics_enabled:

@@ -1,10 +1,14 @@
+import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
+
+from app.core.config import Settings
+from app.factory import create_app
 
 ITEMS = "/api/v1/items"
 
@@ -188,6 +192,23 @@ async def test_a_body_over_the_limit_is_413_whether_or_not_its_length_is_declare
     assert streamed.status_code == 413
     assert streamed.json() == {"detail": "Request body larger than 262144 bytes"}
     assert (await client.get(ITEMS)).json() == []
+
+
+async def test_a_body_that_stops_arriving_is_cut_off_with_408(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"request_body_timeout": 0.3}))
+
+    async def a_few_bytes_then_nothing() -> AsyncIterator[bytes]:
+        yield b'{"title": '
+        await asyncio.sleep(30)
+
+    transport = ASGITransport(app=app)
+    async with AsyncClient(transport=transport, base_url="http://localhost") as client:
+        response = await client.post(
+            ITEMS, content=a_few_bytes_then_nothing(), headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 408
+    assert response.json() == {"detail": "Request body not received within 0.3 seconds"}
+    assert response.headers["connection"] == "close"
 
 
 @pytest.mark.parametrize(

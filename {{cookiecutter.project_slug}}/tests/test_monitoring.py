@@ -5,6 +5,7 @@ import asyncio
 import logging
 import re
 import time
+import warnings
 
 import pytest
 from asgi_lifespan import LifespanManager
@@ -149,3 +150,29 @@ async def test_several_workers_without_a_shared_metrics_directory_are_warned_of(
             pass
     [warning] = [r.getMessage() for r in caplog.records if r.name == "app.monitoring"]
     assert "PROMETHEUS_MULTIPROC_DIR is not set" in warning
+
+
+async def test_each_request_is_logged_once_with_its_id(
+    client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="app.access"):
+        await client.get("/api/v1/items/7?x=%0a", headers={"X-Request-ID": "r-7"})
+    [record] = [r for r in caplog.records if r.name == "app.access"]
+    assert record.__dict__["request_id"] == "r-7"
+    line = record.getMessage()
+    assert re.fullmatch(
+        r'127\.0\.0\.1:\d+ - "GET /api/v1/items/7\?x=%0a HTTP/1\.1" 404 [\d.]+ms', line
+    )
+
+
+async def test_warnings_are_log_records_while_the_app_runs(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(settings)
+    with caplog.at_level(logging.WARNING, logger="py.warnings"):
+        async with LifespanManager(app):
+            with warnings.catch_warnings():  # the tests turn warnings into errors
+                warnings.simplefilter("always")
+                warnings.warn("a deprecated call", DeprecationWarning, stacklevel=1)
+    [record] = [r for r in caplog.records if r.name == "py.warnings"]
+    assert "DeprecationWarning: a deprecated call" in record.getMessage()

@@ -51,3 +51,20 @@ async def test_the_docs_and_schema_can_be_switched_off(app: FastAPI, settings: S
         async with AsyncClient(transport=transport, base_url="http://localhost") as client:
             for path in ["/docs", "/redoc", "/openapi.json"]:
                 assert (await client.get(path)).status_code == expected, path
+
+
+@pytest.mark.parametrize(("proxies", "trusted"), [(["127.0.0.1"], True), (["10.0.0.1"], False)])
+async def test_proxy_headers_are_believed_from_the_proxies_allowed_only(
+    settings: Settings, proxies: list[str], trusted: bool
+) -> None:
+    app = create_app(settings.model_copy(update={"forwarded_allow_ips": proxies}))
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
+    # httpx's ASGI transport is a client at 127.0.0.1: the proxy, when it is allowed.
+    transport = ASGITransport(app=app)
+    async with AsyncClient(transport=transport, base_url="http://localhost") as client:
+        redirect = await client.get("/api/v1/items/", headers=forwarded)
+        metrics = await client.get("/metrics", headers=forwarded)
+    scheme = "https" if trusted else "http"
+    assert redirect.headers["location"] == f"{scheme}://localhost/api/v1/items"
+    # /metrics answers loopback only: the forwarded client is not.
+    assert metrics.status_code == (404 if trusted else 200)

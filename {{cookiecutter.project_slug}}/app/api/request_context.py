@@ -1,10 +1,12 @@
-"""Per request: its id, its count among the requests in flight, and its metrics.
+"""Per request: its id, its count among the requests in flight, its metrics and its access log
+line.
 
 The id is the client's `X-Request-ID` when it sends a sane one (a proxy's, say), otherwise a
 new one; either way it is returned in the response's `X-Request-ID` and carried by every log
 record of the request.
 """
 
+import logging
 import re
 import time
 import uuid
@@ -14,7 +16,9 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core import metrics
-from app.core.logging import REQUEST_ID
+from app.core.logging import REQUEST_ID, escaped
+
+access_logger = logging.getLogger("app.access")
 
 # Printable, short, and free of anything that could forge a log line or a header.
 # The methods a metric's label may name: a client may send any token as its method, and each
@@ -46,10 +50,13 @@ class RequestsInFlight:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, in_flight: RequestsInFlight, with_metrics: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, in_flight: RequestsInFlight, with_metrics: bool, access_log: bool
+    ) -> None:
         self.app = app
         self.in_flight = in_flight
         self.with_metrics = with_metrics
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,10 +83,30 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             self.in_flight.count -= 1
+            elapsed = time.perf_counter() - started
+            if self.access_log:
+                log_access(scope, status, elapsed)
             REQUEST_ID.reset(token)
             if self.with_metrics:
                 route = route_template(scope)
                 method = scope["method"] if scope["method"] in METHODS else "other"
                 metrics.REQUESTS.labels(method, route, str(status)).inc()
-                elapsed = time.perf_counter() - started
                 metrics.REQUEST_DURATION.labels(method, route).observe(elapsed)
+
+
+def log_access(scope: Scope, status: int, elapsed: float) -> None:
+    """`127.0.0.1:37848 - "GET /api/v1/items/3 HTTP/1.1" 200 1.2ms`, with the request's id."""
+    client = scope.get("client")
+    address = f"{client[0]}:{client[1]}" if client else "-"
+    target = scope.get("root_path", "") + scope["path"]
+    if scope.get("query_string"):
+        target += "?" + scope["query_string"].decode("latin-1")
+    access_logger.info(
+        '%s - "%s %s HTTP/%s" %d %.1fms',
+        address,
+        escaped(scope["method"]),
+        escaped(target),
+        scope.get("http_version", "1.1"),
+        status,
+        elapsed * 1000,
+    )

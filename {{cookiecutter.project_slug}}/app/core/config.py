@@ -54,10 +54,16 @@ class Settings(BaseSettings):
     # Host names (the `Host` header) the service answers to; any other gets a 400, so a forged
     # Host never reaches a URL the app builds. `*.example.com` allows subdomains; `*` allows any.
     allowed_hosts: CommaSeparated = ["localhost", "127.0.0.1", "[::1]"]
+    # Addresses or networks of the reverse proxies whose X-Forwarded-For and X-Forwarded-Proto
+    # are believed (the client's address and scheme); from any other client they are ignored.
+    forwarded_allow_ips: CommaSeparated = ["127.0.0.1", "::1"]
 
     # Logs: the lowest level written, and `text` (for people) or `json` (one object a line).
     log_level: LogLevel = "INFO"
     log_format: LogFormat = "text"
+    # One line a request, when it is answered (logger "app.access"): client, request line,
+    # status, milliseconds.
+    access_log: bool = True
     # The stall monitor logs each time the event loop is blocked longer than this many seconds,
     # naming the request and the line (see app.core.stalls).
     stall_monitor_enabled: bool = True
@@ -73,8 +79,8 @@ class Settings(BaseSettings):
     database_url: DatabaseUrl = "sqlite:///./app.db"
 
     # Capacity: one set of knobs, from which every limit is derived (see the README).
-    # Server processes: workers on this machine (uvicorn reads WEB_CONCURRENCY as its worker
-    # count too) and replicas of the service (containers, machines). They share the budgets.
+    # Server processes: workers on this machine (scripts/serve.sh starts WEB_CONCURRENCY of
+    # them) and replicas of the service (containers, machines). They share the budgets.
     web_concurrency: int = Field(default=1, ge=1)
     replicas: int = Field(default=1, ge=1)
     # Connections the whole service (every replica and worker) may hold open on PostgreSQL:
@@ -114,8 +120,11 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(default=100, ge=1)
     http_max_keepalive_connections: int = Field(default=20, ge=0)
 
-    # Request bodies larger than this many bytes are refused with 413 before they are read.
+    # Request bodies larger than this many bytes are refused with 413 before they are read, and
+    # a body must arrive in full within this many seconds of the app's first read of it (else
+    # 408): a client that sends a byte now and then holds no request open for long.
     max_request_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    request_body_timeout: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _task_queue_has_a_broker(self) -> Self:

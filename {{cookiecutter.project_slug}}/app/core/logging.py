@@ -1,8 +1,8 @@
 """Logging: one configuration for the app and the server, and never a write on the event loop.
 
-While the app runs, every record (the app's, and uvicorn's server and access logs) goes to one
-handler on stderr, formatted as LOG_FORMAT says: `text` for people, `json` (one object a line)
-for a log collector. Each record logged while a request is served carries its id.
+While the app runs, every record (the app's, its access log, the server's, Python's warnings)
+goes to one handler on stderr, formatted as LOG_FORMAT says: `text` for people, `json` (one
+object a line) for a log collector. Each record logged while a request is served carries its id.
 
 A log call only queues its record; one thread writes them. A handler that writes to a file or a
 pipe blocks while it writes, and on the event loop that would stall every request.
@@ -31,8 +31,14 @@ REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 JSON_FIELDS = "{asctime}{levelname}{name}{request_id}{message}"
 JSON_NAMES = {"asctime": "time", "levelname": "level", "name": "logger"}
-# uvicorn's loggers with handlers of their own (its server log propagates to "uvicorn").
-SERVER_LOGGERS = ("uvicorn", "uvicorn.access")
+# Servers' loggers with handlers of their own: granian's (production), uvicorn's (`fastapi dev`).
+SERVER_LOGGERS = ("_granian", "granian.access", "uvicorn", "uvicorn.access")
+
+
+def escaped(text: str) -> str:
+    """`text` with what is not printable written as escapes: a client's decoded %0a would forge a
+    log line, a %1b send terminal escapes."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def formatter(log_format: LogFormat) -> logging.Formatter:
@@ -97,6 +103,8 @@ async def logging_off_the_loop(
         stack.callback(logging.setLogRecordFactory, logging.getLogRecordFactory())
         logging.setLogRecordFactory(_with_request_id(logging.getLogRecordFactory()))
         await stack.enter_async_context(_behind_queue(root, stderr))
+        stack.callback(logging.captureWarnings, False)
+        logging.captureWarnings(True)  # warnings.warn() as records ("py.warnings"), not raw text
         for name in SERVER_LOGGERS:
             server = logging.getLogger(name)
             own = list(server.handlers)

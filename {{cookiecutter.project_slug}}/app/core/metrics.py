@@ -1,6 +1,6 @@
 """The service's Prometheus metrics, and their exposition (prometheus-client).
 
-With several server processes (`uvicorn --workers N`), set PROMETHEUS_MULTIPROC_DIR to an empty
+With several server processes (WEB_CONCURRENCY workers), set PROMETHEUS_MULTIPROC_DIR to an empty
 directory before they start: each process then writes its values there, and `/metrics`, whichever
 process answers it, adds them all up (prometheus-client's multiprocess mode).
 """

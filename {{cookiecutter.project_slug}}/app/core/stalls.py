@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from app.core.logging import escaped
+
 logger = logging.getLogger(__name__)
 
 # The project's own code (app/): its frames are the ones a stall report leads with.
@@ -37,10 +39,7 @@ def request_name(scope: dict[str, object]) -> str:
     """`GET /api/v1/items/3 (request 1f0c...)`: how logs and stall reports name a request."""
     state = scope.get("state")
     request_id = state.get("request_id") if isinstance(state, dict) else None
-    # The path as the client sent it, decoded: "%0a" would forge a log line, "%1b" send
-    # terminal escapes. Written escaped.
-    path = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in str(scope.get("path")))
-    name = f"{scope.get('method', 'WEBSOCKET')} {path}"
+    name = f"{scope.get('method', 'WEBSOCKET')} {escaped(str(scope.get('path')))}"
     return f"{name} (request {request_id})" if request_id else name
 
 
