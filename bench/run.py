@@ -3,9 +3,10 @@
     uv run python bench/run.py [--duration 30] [--only async-bake,sync-bake]
 
 Bakes both modes, starts a throwaway PostgreSQL on loopback with 10,000 items, and serves each
-app with one uvicorn worker (uvloop, httptools), one at a time, on the same data. For each it
-measures `GET /api/v1/items/{random id}` with wrk at 64 and 256 connections (requests per
-second, latency, errors), the server's CPU time and the database statements per request, then
+app with one granian worker (uvloop; each bake by its production command, scripts/serve.sh),
+one at a time, on the same data. For each it measures `GET /api/v1/items/{random id}` with wrk
+at 64 and 256 connections (requests per second, latency, errors), the server's CPU time (all
+its processes) and the database statements per request, then
 `/health` latency while CPU-heavy primes requests run, and during a flood of them. It prints a
 table with ratios to the bare app, of each bake to its docs-style twin, and of each bake
 with its stall monitor and metrics switched off to the bake as shipped. The machine is
@@ -47,7 +48,7 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 @dataclass
 class App:
     name: str
-    module: str  # uvicorn's APP argument
+    module: str  # the server's APP argument
     cwd: Path
     env: dict[str, str] = field(default_factory=dict)
     twin: str | None = None  # the app this one is compared with (its docs-style twin)
@@ -190,11 +191,15 @@ def measure(app: App, url: str, duration: int) -> Result:
     result = Result()
     port = free_port()
     env = {**os.environ, **app.env}
-    command = [
-        sys.executable, "-m", "uvicorn", app.module, "--port", str(port),
-        "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning",
-        "--timeout-graceful-shutdown", "10",
-    ]  # fmt: skip
+    if app.module == "app.main:app":  # a bake: its production command, scripts/serve.sh
+        command = ["./scripts/serve.sh"]
+        env.update(PORT=str(port), PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
+    else:  # the same server, with the same settings
+        command = [
+            sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop",
+            "--http", "1", "--no-ws", "--port", str(port), "--workers-kill-timeout", "10",
+            app.module,
+        ]  # fmt: skip
     with tempfile.TemporaryFile(mode="w+") as log:
         server = subprocess.Popen(command, cwd=app.cwd, env=env, stdout=log, stderr=log, text=True)
         try:
@@ -203,9 +208,9 @@ def measure(app: App, url: str, duration: int) -> Result:
             on_postgres = app.env["DATABASE_URL"] == url
             if on_postgres:
                 reset_statements(url)
-            cpu_before = cpu_seconds(server.pid)
+            cpu_before = tree_cpu_seconds(server.pid)
             run = wrk(port, 64, duration)
-            cpu = cpu_seconds(server.pid) - cpu_before
+            cpu = tree_cpu_seconds(server.pid) - cpu_before
             requests = max(run["requests"], 1)
             if on_postgres:
                 statements = count_statements(url)
@@ -287,9 +292,23 @@ def wrk(port: int, connections: int, seconds: int) -> dict[str, float]:
     return run
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of `pid` and every process under it (granian's workers, the process pool)."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process just ended
+            continue
+        process = int(stat.parent.name)
+        parents[process] = int(fields[1])
+        times[process] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+    tree, found = {pid}, {pid}
+    while found:
+        found = {process for process, parent in parents.items() if parent in found}
+        tree |= found
+    return sum(times.get(process, 0.0) for process in tree)
 
 
 def reset_statements(url: str) -> None:
