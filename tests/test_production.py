@@ -7,14 +7,17 @@ import resource
 import selectors
 import socket
 import statistics
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import make_url
 
 from tests.helpers import bake, clean_env, create_database, mode_of, run
+from tests.postgres import free_port
 from tests.serve import migrated_copy, production, serving
 
 HEAD_TIMEOUT = 1.0  # seconds: the server's limits, made short for the tests
@@ -30,6 +33,65 @@ def test_a_database_not_in_utf8_is_refused_at_start_up(
     assert result.returncode != 0, result.stdout
     assert "stores text as LATIN1, not UTF-8" in result.stdout + result.stderr
     assert "createdb --encoding=UTF8 --template=template0" in result.stdout + result.stderr
+
+
+def test_a_database_down_at_start_up_and_not_in_utf8_once_up_is_refused_with_503(
+    baked: Path, postgres_admin_url: str, tmp_path: Path
+) -> None:
+    """The start-up check could not run: every new connection is checked instead."""
+    latin1 = create_database(postgres_admin_url, f"late_{mode_of(baked)}", encoding="LATIN1")
+    real = make_url(latin1)
+    port = free_port()  # where the database will appear: closed at start-up
+    env = clean_env(
+        DATABASE_URL=real.set(host="127.0.0.1", port=port).render_as_string(hide_password=False),
+        PROCESS_POOL_WORKERS="1",
+    )
+    log = tmp_path / "server.log"
+    with serving(production(), baked, env, log_path=log) as client:
+        assert client.get("/health/ready").status_code == 503  # down
+        with forwarding(port, (real.host or "127.0.0.1", real.port or 5432)):
+            for answer in (client.get("/health/ready"), client.post(ITEMS, json={"title": "é"})):
+                assert answer.status_code == 503, answer.text
+                assert answer.json() == {"detail": "Database unavailable, retry later"}
+    assert "stores text as LATIN1, not UTF-8" in log.read_text()
+
+
+ITEMS = "/api/v1/items"
+
+
+@contextlib.contextmanager
+def forwarding(port: int, target: tuple[str, int]) -> Iterator[None]:
+    """A TCP proxy on 127.0.0.1:`port` to `target` (a loopback server), while the block runs."""
+    listener = socket.create_server(("127.0.0.1", port))
+    stop = threading.Event()
+
+    def pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            upstream = socket.create_connection(target)
+            for ends in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pipe, args=ends, daemon=True).start()
+
+    acceptor = threading.Thread(target=accept)
+    acceptor.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        acceptor.join()
+        listener.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,14 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.requests import ClientDisconnect
 
 from app.core.concurrency import JobFailedError, OverloadedError
+from app.core.logging import escaped
 from app.db.errors import (
     ConstraintViolation,
     DatabaseUnavailableError,
     constraint_violation,
     is_outage,
 )
+from app.db.server import UnsupportedDatabaseError
 from app.schemas.errors import ErrorMessage
 
 logger = logging.getLogger(__name__)
@@ -136,14 +138,8 @@ def _unavailable(detail: str, retry_after: int | None = None) -> JSONResponse:
     )
 
 
-def _printable(text: str) -> str:
-    """Request-derived text for a log line: control characters escaped, so that a path holding
-    a newline or a terminal escape cannot forge or hide log lines."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _request_line(request: Request) -> str:
-    return f"{request.method} {_printable(request.url.path)}"
+    return f"{request.method} {escaped(request.url.path)}"
 
 
 def _cause(error: Exception) -> str:
@@ -152,11 +148,17 @@ def _cause(error: Exception) -> str:
         code = getattr(error.orig, "pgcode", None) or getattr(error.orig, "sqlite_errorname", None)
         name = type(error.orig).__name__
         return f"{name} (SQLSTATE {code})" if code else name
-    return f"{type(error).__name__}: {_printable(str(error))}"
+    return f"{type(error).__name__}: {escaped(str(error))}"
 
 
 async def _database_unavailable(request: Request, error: Exception) -> JSONResponse:
     logger.warning("database unavailable for %s: %s", _request_line(request), _cause(error))
+    return _unavailable("Database unavailable, retry later", retry_after=5)
+
+
+async def _unsupported_database(request: Request, error: Exception) -> JSONResponse:
+    # Found on a new connection after start-up: the operator must act, the client can only wait.
+    logger.error("%s refused for %s: %s", type(error).__name__, _request_line(request), error)
     return _unavailable("Database unavailable, retry later", retry_after=5)
 
 
@@ -211,6 +213,7 @@ async def _database_error(request: Request, error: Exception) -> JSONResponse:
 def add_error_handlers(app: FastAPI) -> None:
     app.exception_handler(RequestValidationError)(_request_validation_error)
     app.add_exception_handler(DatabaseUnavailableError, _database_unavailable)
+    app.add_exception_handler(UnsupportedDatabaseError, _unsupported_database)
     # Every pooled connection stayed busy for the whole pool timeout: busy, not down.
     app.add_exception_handler(PoolTimeoutError, _overloaded)
     app.add_exception_handler(OverloadedError, _overloaded)

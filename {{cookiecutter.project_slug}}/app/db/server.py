@@ -1,15 +1,15 @@
-"""What the app checks of its database server at start-up, before it serves a request."""
+"""What the app checks of its database server: at start-up, and on every new connection."""
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import URL
+from sqlalchemy import URL, Engine, event
 from sqlalchemy.exc import DBAPIError
 
 from app.db.errors import is_outage
 
 logger = logging.getLogger(__name__)
-
-ENCODING_QUERY = "SHOW server_encoding"
 
 
 class UnsupportedDatabaseError(RuntimeError):
@@ -28,6 +28,16 @@ def require_utf8(encoding: str, url: URL) -> None:
             "from clients would fail to be stored. Create it with UTF-8 encoding, e.g. "
             f"`createdb --encoding=UTF8 --template=template0 {url.database}`, and migrate it."
         )
+
+
+def require_utf8_on_connect(engine: Engine, server_encoding: Callable[[Any], str]) -> None:
+    """Check the encoding of every new connection's database (the server reports it as the
+    connection opens: no round trip), so that a database that was down at start-up, or was
+    replaced since, is refused too before a request stores text in it."""
+
+    @event.listens_for(engine, "connect")
+    def check(dbapi_connection: Any, _: object) -> None:
+        require_utf8(server_encoding(dbapi_connection), engine.url)
 
 
 def forgive_outage(error: Exception) -> bool:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from anyio import Semaphore
 from fastapi import Depends, Request
-from sqlalchemy import make_url, text
+from sqlalchemy import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import (
 from app.core.concurrency import acquire_or_overload, run_in_thread
 from app.core.config import Settings
 from app.db.errors import DatabaseUnavailableError
-from app.db.server import ENCODING_QUERY, announce, forgive_outage, require_utf8
+from app.db.server import announce, forgive_outage, require_utf8_on_connect
 from app.db.sqlite import configure_sqlite
 
 
@@ -43,7 +43,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     # No pre-ping (a round trip per request): a connection that died, e.g. across a database
     # restart, fails its request with a 503, and SQLAlchemy then replaces every connection
     # opened before it.
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         **engine_options,
         connect_args={
@@ -53,6 +53,10 @@ def create_engine(settings: Settings) -> AsyncEngine:
             },
         },
     )
+    require_utf8_on_connect(
+        engine.sync_engine, lambda dbapi: dbapi.driver_connection.get_settings().server_encoding
+    )
+    return engine
 
 
 @dataclass(frozen=True)
@@ -87,13 +91,11 @@ async def _check_server(engine: AsyncEngine) -> None:
     if engine.dialect.name != "postgresql":
         return
     try:
-        async with engine.connect() as connection:
-            encoding = await connection.scalar(text(ENCODING_QUERY))
+        async with engine.connect():  # its connect event checks the database
+            pass
     except Exception as error:
-        if forgive_outage(error):
-            return
-        raise
-    require_utf8(str(encoding), engine.url)
+        if not forgive_outage(error):
+            raise
 
 
 class RequestConnection:

@@ -9,13 +9,13 @@ from typing import Annotated
 import sqlalchemy
 from anyio import Semaphore
 from fastapi import Depends, Request
-from sqlalchemy import Connection, Engine, make_url, text
+from sqlalchemy import Connection, Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.concurrency import acquire_or_overload, run_in_thread
 from app.core.config import Settings
 from app.db.errors import DatabaseUnavailableError
-from app.db.server import ENCODING_QUERY, announce, forgive_outage, require_utf8
+from app.db.server import announce, forgive_outage, require_utf8_on_connect
 from app.db.sqlite import configure_sqlite
 
 
@@ -39,7 +39,7 @@ def create_engine(settings: Settings) -> Engine:
     # No pre-ping (a round trip per request): a connection that died, e.g. across a database
     # restart, fails its request with a 503, and SQLAlchemy then replaces every connection
     # opened before it.
-    return sqlalchemy.create_engine(
+    engine = sqlalchemy.create_engine(
         url,
         **engine_options,
         connect_args={
@@ -47,6 +47,8 @@ def create_engine(settings: Settings) -> Engine:
             "options": f"-c statement_timeout={int(settings.db_statement_timeout * 1000)}",
         },
     )
+    require_utf8_on_connect(engine, lambda dbapi: dbapi.get_parameter_status("server_encoding"))
+    return engine
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,11 @@ def _check_server(engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
         return
     try:
-        with engine.connect() as connection:
-            encoding = connection.scalar(text(ENCODING_QUERY))
+        with engine.connect():  # its connect event checks the database
+            pass
     except Exception as error:
-        if forgive_outage(error):
-            return
-        raise
-    require_utf8(str(encoding), engine.url)
+        if not forgive_outage(error):
+            raise
 
 
 class RequestConnection:
