@@ -5,8 +5,10 @@ import contextlib
 import re
 import resource
 import selectors
+import signal
 import socket
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from sqlalchemy import make_url
 
 from tests.helpers import bake, clean_env, create_database, mode_of, run
 from tests.postgres import free_port
-from tests.serve import migrated_copy, production, serving
+from tests.serve import answers, migrated_copy, production, serving
 
 HEAD_TIMEOUT = 1.0  # seconds: the server's limits, made short for the tests
 BODY_TIMEOUT = 1.0
@@ -282,6 +284,45 @@ def test_a_thousand_idle_and_slow_clients_cost_health_nothing(server: httpx.Clie
     assert loaded < alone + 0.1, (
         f"/health: median {loaded * 1000:.0f} ms, alone {alone * 1000:.0f} ms"
     )
+
+
+def test_a_request_still_running_past_the_shutdown_grace_is_cut_off_never_a_500(
+    tmp_path: Path,
+) -> None:
+    """On SIGTERM, requests in flight get GRANIAN_WORKERS_KILL_TIMEOUT to finish; one still
+    running then (here: a body that never ends) loses its connection, with no answer."""
+    env = clean_env(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}",
+        GRANIAN_WORKERS_KILL_TIMEOUT="1",
+        REQUEST_BODY_TIMEOUT="60",
+        PROCESS_POOL_WORKERS="1",
+    )
+    project = migrated_copy(bake(tmp_path / "bake", database_access="async"), tmp_path, env)
+    log = tmp_path / "server.log"
+    port = free_port()
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            production(), cwd=project, env={**env, "PORT": str(port)}, stdout=output, stderr=output
+        )
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+                while not answers(client):
+                    assert server.poll() is None, log.read_text()
+                    time.sleep(0.2)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+                connection.sendall(SLOW_BODY)
+                time.sleep(0.5)  # the request is in the app, reading its body
+                server.send_signal(signal.SIGTERM)
+                answer, elapsed = until_closed(connection)
+            server.wait(timeout=30)
+        finally:
+            if server.poll() is None:
+                server.kill()
+    assert answer == b"", answer[:200]
+    assert elapsed < 10, f"cut off after {elapsed:.1f} s"
+    assert server.returncode == 0, log.read_text()[-3000:]
+    assert "refused to gracefully stop" in log.read_text()
+    assert "CancelledError" not in log.read_text()
 
 
 def test_run_sh_and_the_image_serve_with_serve_sh(baked: Path) -> None:
