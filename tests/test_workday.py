@@ -42,13 +42,6 @@ def a_days_work(baked: Path, project: Path) -> None:
     add_lines(
         router, "api_v1.include_router(items.router)\n", "api_v1.include_router(comments.router)\n"
     )
-    add_lines(
-        project / "tests/test_openapi.py",
-        "EXPECTED = {\n",
-        '    ("/api/v1/items/{item_id}/comments", "post"): {"201", "404", "422", "503"},\n'
-        '    ("/api/v1/items/{item_id}/comments", "get"): {"200", "422", "503"},\n'
-        '    ("/api/v1/weather", "get"): {"200", "503"},\n',
-    )
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from app.api.deps import HttpClientDep, ItemDep, SessionDep
-from app.api.errors import NOT_FOUND, UNAVAILABLE
+from app.api.errors import BODY_ERRORS, NOT_FOUND, UNAVAILABLE
 from app.models.comment import Comment
 from app.schemas.comment import CommentCreate, CommentRead
 
@@ -25,7 +25,11 @@ def read(comment: Comment) -> CommentRead:
     )
 
 
-@router.post("/items/{item_id}/comments", status_code=status.HTTP_201_CREATED, responses=NOT_FOUND)
+@router.post(
+    "/items/{item_id}/comments",
+    status_code=status.HTTP_201_CREATED,
+    responses=NOT_FOUND | BODY_ERRORS,
+)
 def add_comment(item: ItemDep, data: CommentCreate, session: SessionDep) -> CommentRead:
     comment = Comment(item=item, body=data.body)
     session.add(comment)

@@ -41,6 +41,10 @@ BODY_ERRORS: dict[int | str, dict[str, Any]] = {
         "model": ErrorMessage,
         "description": "The body could not be read as JSON text (e.g. it is not UTF-8)",
     },
+    status.HTTP_408_REQUEST_TIMEOUT: {
+        "model": ErrorMessage,
+        "description": "The body did not arrive within the configured time",
+    },
     status.HTTP_413_CONTENT_TOO_LARGE: {
         "model": ErrorMessage,
         "description": "The body is larger than the configured limit",
