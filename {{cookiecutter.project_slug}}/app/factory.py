@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.api.body_limit import BodySizeLimitMiddleware
+from app.api.body_timeout import BodyTimeoutMiddleware
 from app.api.errors import add_error_handlers
 from app.api.request_context import RequestContextMiddleware, RequestsInFlight
 from app.api.router import router
@@ -70,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title=settings.project_name,
         lifespan=lifespan,
+        # Larger bodies get a 413 as they are read; a route may allow more (README, "Bodies").
+        max_body_size=settings.max_request_body_bytes,
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
@@ -77,11 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     # The last added runs first: every answer gets its request id and the security headers,
     # even a refused Host, and is logged with the client's address a trusted proxy gave.
-    app.add_middleware(
-        BodySizeLimitMiddleware,
-        max_bytes=settings.max_request_body_bytes,
-        timeout=settings.request_body_timeout,
-    )
+    app.add_middleware(BodyTimeoutMiddleware, timeout=settings.request_body_timeout)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(SecurityHeadersMiddleware)
     app.state.requests_in_flight = RequestsInFlight()

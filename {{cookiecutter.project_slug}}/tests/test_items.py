@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi import APIRouter, Request
 from httpx import ASGITransport, AsyncClient
 
 from app.core.config import Settings
@@ -190,8 +191,33 @@ async def test_a_body_over_the_limit_is_413_whether_or_not_its_length_is_declare
         ITEMS, content=chunks(), headers={"content-type": "application/json"}
     )
     assert streamed.status_code == 413
-    assert streamed.json() == {"detail": "Request body larger than 262144 bytes"}
+    assert streamed.json() == {"detail": "Content Too Large"}
     assert (await client.get(ITEMS)).json() == []
+
+
+async def test_a_route_may_take_a_larger_body_while_the_others_keep_the_limit(
+    settings: Settings,
+) -> None:
+    app = create_app(settings)
+    uploads = APIRouter()
+
+    @uploads.put("/upload", max_body_size=4 * 1024 * 1024)
+    async def upload(request: Request) -> dict[str, int]:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+        return {"size": size}
+
+    app.include_router(uploads)
+    transport = ASGITransport(app=app)
+    async with AsyncClient(transport=transport, base_url="http://localhost") as client:
+        uploaded = await client.put("/upload", content=b"x" * 2 * 1024 * 1024)
+        elsewhere = await client.post(
+            ITEMS, content=b"x" * 300_000, headers={"content-type": "application/json"}
+        )
+    assert uploaded.status_code == 200, uploaded.text
+    assert uploaded.json() == {"size": 2 * 1024 * 1024}
+    assert elsewhere.status_code == 413
 
 
 async def test_a_body_that_stops_arriving_is_cut_off_with_408(settings: Settings) -> None:

@@ -120,9 +120,10 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(default=100, ge=1)
     http_max_keepalive_connections: int = Field(default=20, ge=0)
 
-    # Request bodies larger than this many bytes are refused with 413 before they are read, and
-    # a body must arrive in full within this many seconds of the app's first read of it (else
-    # 408): a client that sends a byte now and then holds no request open for long.
+    # Request bodies larger than this many bytes are refused with 413 as they are read (FastAPI's
+    # max_body_size: a route may allow more), and a body must arrive in full within this many
+    # seconds of the app's first read of it (else 408): a client that sends a byte now and then
+    # holds no request open for long.
     max_request_body_bytes: int = Field(default=256 * 1024, ge=1024)
     request_body_timeout: float = Field(default=10.0, gt=0)
 
