@@ -98,3 +98,16 @@ def test_every_setting_is_used_in_each_bake(baked: Path) -> None:
     )
     unused = [field for field in fields if not re.search(rf"""\.{field}\b|\["{field}"\]""", code)]
     assert unused == [], f"{mode_of(baked)} bake never reads {unused}"
+
+
+def test_the_loop_guard_is_one_file_that_names_nothing_of_a_project() -> None:
+    """The same bytes in every bake (no template syntax, no twin), whose advice names the
+    project's helpers only through the bake's `loop_guard_advice` ini option."""
+    guard = (PROJECT / "tests/loop_guard.py").read_text()
+    assert not any((MODES / mode / "tests/loop_guard.py").exists() for mode in ("async", "sync"))
+    assert "{{" not in guard
+    assert "{%" not in guard
+    for name in ("app.core", "run_in_thread", "HttpClientDep", "ProcessPoolDep", "stalls.py"):
+        assert name not in guard, name
+    assert "`cruft update` updates it" in guard
+    assert "loop_guard_advice = [" in (PROJECT / "pyproject.toml").read_text()

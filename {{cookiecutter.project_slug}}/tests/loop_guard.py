@@ -39,6 +39,13 @@ Settings, the first one given wins: command-line option, environment variable, i
     --loop-guard-stall-limit  LOOP_GUARD_STALL_LIMIT  loop_guard_stall_limit  seconds (0.08)
     --loop-guard-settle       LOOP_GUARD_SETTLE       loop_guard_settle       seconds (2)
 
+The fixes its reports suggest name the project's own helpers where the ini option
+`loop_guard_advice` gives them, as `topic: text` lines (topics: offload, cpu, http_client,
+body_limit); without it, the standard library's.
+
+This file comes from the project template and is the same in every project made from it:
+`cruft update` updates it. What is your project's goes in pyproject.toml, never here.
+
 Excusing blocking that is meant (the reason is required):
 
     with allow_blocking(reason="..."):            # one call or block of a test
@@ -226,8 +233,31 @@ def _where(stack: traceback.StackSummary, handler: str | None) -> str:
     return "\n".join(lines)
 
 
-def _advice(problem: "Problem", cpu_bound: bool) -> str:
+# The fixes the reports suggest, by topic; a project names its own helpers (loop_guard_advice).
+ADVICE = {
+    "offload": "`await asyncio.to_thread(func, ...)`",
+    "cpu": "a process pool (`await loop.run_in_executor(pool, func, ...)`)",
+    "http_client": "one client for the app, opened by its lifespan",
+    "body_limit": "FastAPI's `max_body_size`",
+}
+
+
+def _read_advice(lines: list[str]) -> dict[str, str]:
+    advice = dict(ADVICE)
+    for line in lines:
+        topic, _, text = line.partition(":")
+        if topic.strip() not in ADVICE or not text.strip():
+            raise pytest.UsageError(
+                f"loop_guard_advice: {line!r} is not `topic: text` with a topic of "
+                f"{', '.join(ADVICE)}"
+            )
+        advice[topic.strip()] = text.strip()
+    return advice
+
+
+def _advice(problem: "Problem", cpu_bound: bool, advice: dict[str, str]) -> str:
     what, stack = problem.what, problem.stack
+    offload = advice["offload"]
     files = [frame.filename.replace("\\", "/") for frame in stack]
     own = any(_in_app(filename) for filename in files)
     if what.startswith("import "):
@@ -237,8 +267,8 @@ def _advice(problem: "Problem", cpu_bound: bool) -> str:
         )
     if what.startswith("ssl.SSLContext"):
         return (
-            "Making an HTTP client loads the certificate store: share the app's client "
-            "(HttpClientDep, opened by the lifespan) instead of making one per request."
+            "Making an HTTP client loads the certificate store: share "
+            f"{advice['http_client']} instead of making one per request."
         )
     if what.startswith("jinja2.Environment"):
         return (
@@ -257,29 +287,28 @@ def _advice(problem: "Problem", cpu_bound: bool) -> str:
     if not own and (parsing or (not files and problem.body_bytes > BIG_BODY)):
         return (
             f"A request body ({problem.body_bytes} bytes) is parsed on the loop, even for a "
-            "`def` handler: cap the body size (the bake's MAX_REQUEST_BODY_BYTES), not the "
-            "handler."
+            f"`def` handler: cap the body size ({advice['body_limit']}), not the handler."
         )
     if cpu_bound:
         return (
-            "CPU work holds the loop: run it in the process pool (`await pool.run(func, ...)`) "
-            "or make the handler a plain `def`; a large response is built and validated on the "
-            "loop too: page it, or stream it."
+            f"CPU work holds the loop: run it in {advice['cpu']} or make the handler a plain "
+            "`def`; a large response is built and validated on the loop too: page it, or "
+            "stream it."
         )
     if not stack:
         return (
             "C code waited while it held the GIL (no stack could be sampled): a C binding's "
-            "blocking call. Move it off the loop with `await run_in_thread(func, ...)`."
+            f"blocking call. Move it off the loop with {offload}."
         )
     if not own:
         return (
             "No frame of the project is in the culprit's stack: a library blocked. If it is a "
             "one-time cost, pay it before the tests (a session fixture); else move the call off "
-            "the loop with `await run_in_thread(func, ...)`."
+            f"the loop with {offload}."
         )
     return (
-        "Use an async API, or move the call off the loop with app.core.concurrency "
-        "(`await run_in_thread(func, ...)`), or make the handler a plain `def`."
+        f"Use an async API, or move the call off the loop with {offload}, or make the handler "
+        "a plain `def`."
     )
 
 
@@ -301,7 +330,7 @@ class Problem:
         return (self.culprit, own[-1].filename, own[-1].lineno) if own else (self.culprit, "", 0)
 
 
-def _report(problems: list[Problem]) -> str:
+def _report(problems: list[Problem], advice: dict[str, str]) -> str:
     """One paragraph per culprit and line: a call repeated in a loop, and the stall it caused,
     are one problem."""
     places: dict[tuple[str, str, int | None], list[Problem]] = {}
@@ -314,7 +343,7 @@ def _report(problems: list[Problem]) -> str:
         if also:
             lines.append(f"  and there: {'; '.join(also)}")
         cpu_bound = any(problem.cpu_bound for problem in (first, *others))
-        lines.append(f"  Fix: {_advice(first, cpu_bound)}")
+        lines.append(f"  Fix: {_advice(first, cpu_bound, advice)}")
         paragraphs.append("\n".join(lines))
     return "\n\n".join(paragraphs)
 
@@ -810,8 +839,9 @@ class StallMonitor:
 
 
 class LoopGuard:
-    def __init__(self, stall_limit: float, settle: float) -> None:
+    def __init__(self, stall_limit: float, settle: float, advice: dict[str, str]) -> None:
         self.settle = settle
+        self.advice = advice
         self.problems: list[Problem] = []
         self.refusal: str | None = None
         self.monitor = StallMonitor(stall_limit, self.problems.append)
@@ -951,7 +981,7 @@ class LoopGuard:
                     f"app on {type(loop).__module__}.{type(loop).__qualname__}, whose callbacks "
                     "run in C where it cannot see them. Run the tests on asyncio's loop (remove "
                     "the uvloop loop factory or event_loop_policy fixture from the tests); the "
-                    "served app keeps uvloop, watched by its stall monitor (app/core/stalls.py)."
+                    "served app may keep uvloop."
                 )
             guard._prepare(app)
             culprit = Culprit(_label(scope), asyncio.current_task(), loop, scope)
@@ -1056,7 +1086,7 @@ class LoopGuard:
             also = f"\n\n(The test also failed: {failure!r})" if failure else ""
             pytest.fail(
                 f"{item.nodeid} blocked the event loop ({phase}):\n\n"
-                + _report(self.problems)
+                + _report(self.problems, self.advice)
                 + "\n\nExcuse blocking that is meant: `with allow_blocking(reason=...)` around "
                 "one call of a test, or @pytest.mark.allow_blocking(reason=...) on a test "
                 f"(tests/loop_guard.py).{also}",
@@ -1084,6 +1114,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         option = "--loop-guard-" + name.replace("_", "-")
         group.addoption(option, dest=f"loop_guard_{name}", type=float, help=text)
         parser.addini(f"loop_guard_{name}", text, default=default)
+    parser.addini(
+        "loop_guard_advice",
+        "the fixes reports suggest, as `topic: text` lines (offload, cpu, http_client, body_limit)",
+        type="linelist",
+    )
 
 
 def _setting(config: pytest.Config, name: str) -> float:
@@ -1101,7 +1136,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "allow_blocking(reason): the loop guard does not judge this test "
         "(to excuse one call, use `with allow_blocking(reason=...)`)",
     )
-    guard = LoopGuard(_setting(config, "stall_limit"), _setting(config, "settle"))
+    advice = _read_advice(config.getini("loop_guard_advice"))
+    guard = LoopGuard(_setting(config, "stall_limit"), _setting(config, "settle"), advice)
     config.stash[guard_key] = guard
     guard.start()
 
