@@ -87,11 +87,11 @@ def delete_item(item_id: ItemId, session: SessionDep) -> None:
 
 
 @router.get("/{item_id}/tags", responses=NOT_FOUND)
-def list_tags(item_id: ItemId, session: SessionDep) -> list[TagRead]:
-    found = tags.read_tags(session, item_id)
+def list_tags(item_id: ItemId, connection: ReadConnectionDep) -> list[TagRead]:
+    found = tags.read_tags(connection, item_id)
     if found is None:
         raise item_not_found()
-    return [TagRead.model_validate(tag) for tag in found]
+    return found
 
 
 @router.post(
