@@ -1,13 +1,16 @@
 """Load benchmark: both bakes beside the bare stack and the docs-style apps, in one run.
 
-    uv run python bench/run.py [--duration 30] [--only async-bake,sync-bake]
+    uv run python bench/run.py [--duration 30] [--rounds 3] [--only async-bake,sync-bake]
 
 Bakes both modes, starts a throwaway PostgreSQL on loopback with 10,000 items, and serves each
 app with one granian worker (uvloop; each bake by its production command, scripts/serve.sh),
-one at a time, on the same data. For each it measures `GET /api/v1/items/{random id}` with wrk
-at 64 and 256 connections (requests per second, latency, errors), the server's CPU time (all
-its processes) and the database statements per request, then
-`/health` latency while CPU-heavy primes requests run, and during a flood of them. It prints a
+one at a time, on the same data, over rounds: each round measures every app once, in an order
+rotated from round to round (the first app measured on a cold machine ran 27 to 33 % slower),
+and the table gives medians, with the spread of rates and CPU. For each it measures
+`GET /api/v1/items/{random id}` with wrk at 64 and 256 connections (requests per second,
+latency, errors), the server's CPU time (all its processes) and the database statements per
+request, then `/health` latency while CPU-heavy primes requests run (counting the jobs that
+completed meanwhile), and during a flood of them. It prints a
 table with ratios to the bare app, of each bake to its docs-style twin, and of each bake
 with its stall monitor and metrics switched off to the bake as shipped. The machine is
 shared and noisy: compare ratios within one run, not absolute figures across runs.
@@ -58,11 +61,27 @@ class App:
 @dataclass
 class Result:
     figures: dict[str, float | str] = field(default_factory=dict)
+    spreads: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+SPREAD = ("rps64", "cpu_us")  # figures shown with their lowest and highest over the rounds
+
+
+def median_of(results: list[Result]) -> Result:
+    """Each figure's median over the rounds that measured it, and the spread of SPREAD's."""
+    merged = Result()
+    for key in {key for result in results for key in result.figures}:
+        values = [float(result.figures[key]) for result in results if key in result.figures]
+        merged.figures[key] = statistics.median(values)
+        if key in SPREAD:
+            merged.spreads[key] = (min(values), max(values))
+    return merged
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=int, default=15, help="seconds per load phase")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each app once a round")
     parser.add_argument("--only", help="comma-separated app names to run (default: all)")
     args = parser.parse_args()
     for tool in ("wrk",):
@@ -82,16 +101,20 @@ def main() -> None:
             apps = all_apps(bakes, url, sqlite_url)
             if args.only:
                 apps = [app for app in apps if app.name in args.only.split(",")]
-            results = {}
-            for app in apps:
-                print(f"-- {app.name}", file=sys.stderr, flush=True)
-                try:
-                    results[app.name] = measure(app, url, args.duration)
-                except (RuntimeError, subprocess.SubprocessError) as error:
-                    print(f"{app.name} failed: {error}", file=sys.stderr)
-                    results[app.name] = Result()
-                print(f"   {results[app.name].figures}", file=sys.stderr, flush=True)
-            print_table(apps, results, args.duration)
+            runs: dict[str, list[Result]] = {app.name: [] for app in apps}
+            for round_ in range(args.rounds):
+                shift = round_ * len(apps) // args.rounds
+                for app in apps[shift:] + apps[:shift]:
+                    print(f"-- round {round_ + 1}: {app.name}", file=sys.stderr, flush=True)
+                    try:
+                        result = measure(app, url, args.duration)
+                    except (RuntimeError, subprocess.SubprocessError) as error:
+                        print(f"{app.name} failed: {error}", file=sys.stderr)
+                        result = Result()
+                    print(f"   {result.figures}", file=sys.stderr, flush=True)
+                    runs[app.name].append(result)
+            print_table(apps, {name: median_of(results) for name, results in runs.items()},
+                        args.duration, args.rounds)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -456,6 +479,7 @@ COLUMNS = [
     ("statements", "DB stmts/req", "{:.1f}"),
     ("primes_health_p50", "health p50 primes", "{:.1f}"),
     ("primes_health_p99", "health p99 primes", "{:.1f}"),
+    ("primes_ok", "primes done", "{:.0f}"),
     ("flood_health_p99", "health p99 flood", "{:.1f}"),
     ("flood_ok", "flood 200", "{:.0f}"),
     ("flood_503", "flood 503", "{:.0f}"),
@@ -465,15 +489,24 @@ COLUMNS = [
 ]
 
 
-def print_table(apps: list[App], results: dict[str, Result], duration: int) -> None:
-    print(f"\nGET /api/v1/items/{{id}} for {duration} s per phase; /health probed every 10 ms")
+def print_table(apps: list[App], results: dict[str, Result], duration: int, rounds: int) -> None:
+    print(
+        f"\nGET /api/v1/items/{{id}} for {duration} s per phase; /health probed every 10 ms; "
+        f"medians of {rounds} rounds [lowest-highest]; primes done: CPU jobs that completed "
+        "while /health was probed"
+    )
     header = ["app", *(title for _, title, _ in COLUMNS)]
     rows = [header]
     for app in apps:
-        figures = results[app.name].figures
-        rows.append(
-            [app.name, *(fmt.format(figures.get(key, float("nan"))) for key, _, fmt in COLUMNS)]
-        )
+        result = results[app.name]
+        cells = []
+        for key, _, fmt in COLUMNS:
+            cell = fmt.format(result.figures.get(key, float("nan")))
+            if key in result.spreads:
+                low, high = result.spreads[key]
+                cell += f" [{fmt.format(low)}-{fmt.format(high)}]"
+            cells.append(cell)
+        rows.append([app.name, *cells])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
