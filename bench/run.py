@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg2
 from cookiecutter.main import cookiecutter
@@ -84,12 +85,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds, each app once a round")
     parser.add_argument("--only", help="comma-separated app names to run (default: all)")
     args = parser.parse_args()
-    for tool in ("wrk",):
-        if shutil.which(tool) is None:
-            sys.exit(f"{tool} is missing: apt-get install -y {tool}")
-    bindir = find_bindir()
-    if bindir is None:
-        sys.exit("PostgreSQL server binaries not found (initdb, pg_ctl)")
+    bindir = required_tools()
 
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
@@ -103,8 +99,7 @@ def main() -> None:
                 apps = [app for app in apps if app.name in args.only.split(",")]
             runs: dict[str, list[Result]] = {app.name: [] for app in apps}
             for round_ in range(args.rounds):
-                shift = round_ * len(apps) // args.rounds
-                for app in apps[shift:] + apps[:shift]:
+                for app in rotated(apps, round_, args.rounds):
                     print(f"-- round {round_ + 1}: {app.name}", file=sys.stderr, flush=True)
                     try:
                         result = measure(app, url, args.duration)
@@ -117,6 +112,25 @@ def main() -> None:
                         args.duration, args.rounds)  # fmt: skip
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+T = TypeVar("T")
+
+
+def required_tools() -> Path:
+    """wrk, and the PostgreSQL server's binaries (their folder), or exit saying what is missing."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install -y wrk")
+    bindir = find_bindir()
+    if bindir is None:
+        sys.exit("PostgreSQL server binaries not found (initdb, pg_ctl)")
+    return bindir
+
+
+def rotated(items: list[T], round_: int, rounds: int) -> list[T]:
+    """`items` in the order of round `round_` of `rounds`: each starts a round in turn."""
+    shift = round_ * len(items) // rounds
+    return items[shift:] + items[:shift]
 
 
 def bake(work: Path, mode: str) -> Path:

@@ -29,8 +29,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.run import bake, get, prepare_database, tree_cpu_seconds, wait_until_up, wrk  # noqa: E402
-from tests.postgres import find_bindir, free_port, throwaway_postgres  # noqa: E402
+from bench.run import (  # noqa: E402
+    bake,
+    get,
+    prepare_database,
+    required_tools,
+    rotated,
+    tree_cpu_seconds,
+    wait_until_up,
+    wrk,
+)
+from tests.postgres import free_port, throwaway_postgres  # noqa: E402
 
 BIN = Path(sys.executable).parent
 UVICORN = [sys.executable, "-m", "uvicorn", "app.main:app", "--loop", "uvloop", "--no-access-log"]
@@ -53,11 +62,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per pair")
     parser.add_argument("--idle", type=int, default=600, help="idle sockets for /health")
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is missing: apt-get install -y wrk")
-    bindir = find_bindir()
-    if bindir is None:
-        sys.exit("PostgreSQL server binaries not found (initdb, pg_ctl)")
+    bindir = required_tools()
     work = Path(tempfile.mkdtemp(prefix="bench-servers-"))
     try:
         bakes = {mode: bake(work, mode) for mode in ("async", "sync")}
@@ -66,8 +71,7 @@ def main() -> None:
             pairs = [(mode, name) for mode in bakes for name in SERVERS]
             figures: dict[tuple[str, str], list[dict[str, float]]] = {pair: [] for pair in pairs}
             for round_ in range(args.rounds):
-                shift = round_ * len(pairs) // args.rounds
-                for mode, name in pairs[shift:] + pairs[:shift]:
+                for mode, name in rotated(pairs, round_, args.rounds):
                     print(f"-- round {round_ + 1}: {mode} bake on {name}", file=sys.stderr)
                     measured = measure(bakes[mode], name, url, args.duration, args.idle)
                     print(f"   {measured}", file=sys.stderr, flush=True)
