@@ -3,12 +3,13 @@
     uv run python bench/cpu_backends.py [--duration 15]
 
 Bakes the async mode, starts a throwaway PostgreSQL (10,000 items) and Redis on loopback, and
-serves the bake three ways, one at a time: one uvicorn worker with the local process pool (the
-default), one uvicorn worker with one Celery worker, and two uvicorn workers (WEB_CONCURRENCY=2)
+serves the bake three ways by its production command (scripts/serve.sh: granian), one at a time:
+one worker with the local process pool (the default), one worker with one Celery worker, and two
+workers (WEB_CONCURRENCY=2)
 with two Celery workers. For each: item reads with wrk at 64 connections (requests per second,
 p99), then CPU jobs (primes below 100,000) from 8 client threads for the duration, counting jobs
 answered a second and 503s, with /health probed every 10 ms meanwhile (p50, p99). The machine
-has 2 cores: a second uvicorn worker and a second task worker compete for them, so read the
+has 2 cores: a second server worker and a second task worker compete for them, so read the
 figures as what the configuration costs or buys here, beside each other, not as scaling.
 """
 
@@ -25,11 +26,20 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.run import bake, get, percentile, prepare_database, probe_health, wait_until_up, wrk
+from bench.run import (
+    bake,
+    get,
+    percentile,
+    prepare_database,
+    probe_health,
+    production,
+    wait_until_up,
+    wrk,
+)
 from tests.postgres import find_bindir, free_port, throwaway_postgres
 
 PRIMES = "/api/v1/examples/primes?below=100000"
-CONFIGURATIONS = [  # name, uvicorn workers, Celery workers (0: the local process pool)
+CONFIGURATIONS = [  # name, server workers, Celery workers (0: the local process pool)
     ("1 web, process pool", 1, 0),
     ("1 web, 1 task worker", 1, 1),
     ("2 web, 2 task workers", 2, 2),
@@ -96,9 +106,7 @@ def measure(
                 )
             )
         time.sleep(5)  # the workers connect to Redis
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
-               "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-               "--log-level", "warning"]  # fmt: skip
+    command, env = production(env, port)
     server = subprocess.Popen(
         command,
         cwd=project,

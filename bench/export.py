@@ -2,11 +2,12 @@
 
     uv run python bench/export.py [--rounds 3]
 
-Bakes both modes, starts a throwaway PostgreSQL with 50,000 items, and serves each bake with one
-uvicorn worker (uvloop, httptools), interleaved over the rounds. In each round two clients
-download `GET /api/v1/items/export` (CSV from a server-side cursor) back to back for a few
-seconds while /health is probed every 10 ms; it prints exports a second, rows a second, the
-server's peak memory growth, and /health's p50 and p99 (the issue's bound: p99 under 20 ms).
+Bakes both modes, starts a throwaway PostgreSQL with 50,000 items, and serves each bake by its
+production command (scripts/serve.sh: one granian worker), interleaved over the rounds. In each
+round two clients download `GET /api/v1/items/export` (CSV from a server-side cursor) back to
+back for a few seconds while /health is probed every 10 ms; it prints exports a second, rows a
+second, the server worker's peak memory growth, and /health's p50 and p99 (the issue's bound:
+p99 under 20 ms).
 """
 
 import argparse
@@ -20,7 +21,16 @@ from contextlib import suppress
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.run import bake, connect, get, percentile, probe_health, wait_until_up
+from bench.run import (
+    bake,
+    connect,
+    get,
+    percentile,
+    probe_health,
+    production,
+    server_worker,
+    wait_until_up,
+)
 from tests.postgres import free_port, require_bindir, throwaway_postgres
 
 ROWS = 50_000
@@ -50,14 +60,14 @@ def peak_kib(pid: int) -> int:
 def measure(project: Path, url: str) -> dict[str, float]:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": url, "PROCESS_POOL_WORKERS": "1", "LOG_LEVEL": "WARNING"}
-    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
-               "--loop", "uvloop", "--http", "httptools", "--no-access-log"]  # fmt: skip
+    command, env = production(env, port)
     with tempfile.TemporaryFile(mode="w+") as log:
         server = subprocess.Popen(command, cwd=project, env=env, stdout=log, stderr=log, text=True)
         try:
             wait_until_up(port, server)
+            worker = server_worker(server.pid)
             get(port, "/api/v1/items?limit=100", timeout=10)
-            before = peak_kib(server.pid)
+            before = peak_kib(worker)
             exports, rows, stop = [0], [0], threading.Event()
 
             def download() -> None:
@@ -77,7 +87,7 @@ def measure(project: Path, url: str) -> dict[str, float]:
             for client in clients:
                 client.join()
             elapsed = time.perf_counter() - started
-            grown = peak_kib(server.pid) - before
+            grown = peak_kib(worker) - before
         finally:
             server.terminate()
             server.wait(timeout=30)

@@ -229,8 +229,7 @@ def measure(app: App, url: str, duration: int) -> Result:
     port = free_port()
     env = {**os.environ, **app.env}
     if app.module == "app.main:app":  # a bake: its production command, scripts/serve.sh
-        command = ["./scripts/serve.sh"]
-        env.update(PORT=str(port), PATH=f"{Path(sys.executable).parent}:{env['PATH']}")
+        command, env = production(env, port)
     else:  # the same server, with the same settings
         command = [
             sys.executable, "-m", "granian", "--interface", "asgi", "--loop", "uvloop",
@@ -327,6 +326,27 @@ def wrk(port: int, connections: int, seconds: int) -> dict[str, float]:
     run["seconds"] = run.pop("duration_us") / 1e6
     run["errors"] = sum(run.pop(key) for key in ("connect", "read", "write", "status", "timeout"))
     return run
+
+
+def production(env: dict[str, str], port: int) -> tuple[list[str], dict[str, str]]:
+    """A bake's production command (scripts/serve.sh: granian) on `port`, and its environment,
+    with this environment's granian."""
+    path = f"{Path(sys.executable).parent}:{env['PATH']}"
+    return ["./scripts/serve.sh"], {**env, "PORT": str(port), "PATH": path}
+
+
+def server_worker(pid: int) -> int:
+    """The pid of the (first) worker process of the granian server `pid`, once it has one."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with suppress(OSError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    cmdline = (stat.parent / "cmdline").read_bytes()
+                    if b"granian" in cmdline:
+                        return int(stat.parent.name)
+        time.sleep(0.1)
+    raise RuntimeError(f"no worker process under {pid}")
 
 
 def tree_cpu_seconds(pid: int) -> float:
