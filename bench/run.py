@@ -42,6 +42,7 @@ from cookiecutter.main import cookiecutter
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from tests.postgres import find_bindir, free_port, throwaway_postgres  # noqa: E402
+from tests.serve import children, command_line  # noqa: E402
 
 APPS_DIR = ROOT / "bench" / "apps"
 WRK_SCRIPT = ROOT / "bench" / "items.lua"
@@ -339,12 +340,9 @@ def server_worker(pid: int) -> int:
     """The pid of the (first) worker process of the granian server `pid`, once it has one."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with suppress(OSError):
-                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    cmdline = (stat.parent / "cmdline").read_bytes()
-                    if b"granian" in cmdline:
-                        return int(stat.parent.name)
+        for child in children(pid):
+            if "granian" in command_line(child):
+                return child
         time.sleep(0.1)
     raise RuntimeError(f"no worker process under {pid}")
 
