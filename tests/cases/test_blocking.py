@@ -26,6 +26,7 @@ from app.api.deps import get_http_client
 from app.api.routes import blocking
 from app.core.config import Settings
 from app.factory import create_app
+from app.resources import resources_of
 
 from tests.loop_guard import allow_blocking
 
@@ -222,7 +223,7 @@ async def test_correct_mock_transport_reading_a_fixture_file(
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200 if fixture.read_bytes() else 500)
 
-    stub = type(app.state.http_client)(transport=httpx.MockTransport(handler))
+    stub = type(resources_of(app).http_client)(transport=httpx.MockTransport(handler))
     app.dependency_overrides[get_http_client] = lambda: stub
     try:
         response = await client.get("/correct/remote", params={"url": "http://service.test/"})

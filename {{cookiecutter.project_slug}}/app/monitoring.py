@@ -7,25 +7,25 @@ from contextlib import asynccontextmanager
 
 import anyio
 import anyio.to_thread
-from fastapi import FastAPI
 from sqlalchemy.pool import QueuePool
 
+from app.api.request_context import RequestsInFlight
 from app.core import metrics
-from app.core.config import Settings
 from app.core.stalls import Stall, StallMonitor
+from app.resources import Resources
 
 logger = logging.getLogger(__name__)
 
 
-def _sample_pools(app: FastAPI) -> None:
+def _sample_pools(resources: Resources) -> None:
     threads = anyio.to_thread.current_default_thread_limiter()
     metrics.THREADS_IN_USE.set(threads.borrowed_tokens)
-    pool = app.state.database.engine.pool
+    pool = resources.database.engine.pool
     if isinstance(pool, QueuePool):
         metrics.DB_CONNECTIONS_IN_USE.set(pool.checkedout())
         metrics.DB_OVERFLOW.set(max(0, pool.overflow()))  # negative while below DB_POOL_SIZE
-    metrics.DB_WAITERS.set(app.state.connection_slots.statistics().tasks_waiting)
-    running, queued = app.state.process_pool.jobs()
+    metrics.DB_WAITERS.set(resources.database.slots.statistics().tasks_waiting)
+    running, queued = resources.cpu_workers.jobs()
     metrics.CPU_JOBS_RUNNING.set(running)
     metrics.CPU_JOBS_QUEUED.set(queued)
 
@@ -43,9 +43,10 @@ def _ignore(*_: object) -> None:
 
 
 @asynccontextmanager
-async def watching(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
+async def watching(resources: Resources, in_flight: RequestsInFlight) -> AsyncIterator[None]:
     """Run the stall monitor's heartbeat while the block runs: it logs stalls (if
     STALL_MONITOR_ENABLED) and feeds the metrics (if METRICS_ENABLED)."""
+    settings = resources.settings
     if not (settings.stall_monitor_enabled or settings.metrics_enabled):
         yield
         return
@@ -61,8 +62,8 @@ async def watching(app: FastAPI, settings: Settings) -> AsyncIterator[None]:
         on_lag=metrics.LOOP_LAG.observe if with_metrics else _ignore,
         on_stall=_count_stall if with_metrics else _ignore,
         on_starved=_count_starvation if with_metrics else _ignore,
-        on_tick=(lambda: _sample_pools(app)) if with_metrics else _ignore,
-        in_flight=lambda: app.state.requests_in_flight.count,
+        on_tick=(lambda: _sample_pools(resources)) if with_metrics else _ignore,
+        in_flight=lambda: in_flight.count,
         report_stalls=settings.stall_monitor_enabled,
     )
     try:

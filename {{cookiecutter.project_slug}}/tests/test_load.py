@@ -13,6 +13,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.core.config import Settings
 from app.factory import create_app
+from app.resources import resources_of
 from tests.settings import IsolatedSettings
 
 PRIMES = "/api/v1/examples/primes"
@@ -48,7 +49,7 @@ async def test_a_request_that_waits_too_long_for_a_connection_is_refused_as_over
 ) -> None:
     async with serving(settings, db_pool_size=1, worker_threads=2, db_pool_timeout=0.2) as client:
         app = client._transport.app  # type: ignore[attr-defined]
-        async with app.state.connection_slots:  # the only connection is busy
+        async with resources_of(app).database.slots:  # the only connection is busy
             response = await client.get("/api/v1/items")
         assert response.status_code == 503
         assert response.json() == {"detail": "Service overloaded, retry shortly"}

@@ -47,7 +47,10 @@ async def test_metrics_are_served_unless_switched_off(settings: Settings) -> Non
     for enabled in (True, False):
         app = create_app(settings.model_copy(update={"metrics_enabled": enabled}))
         transport = ASGITransport(app=app)
-        async with AsyncClient(transport=transport, base_url="http://localhost") as client:
+        async with (
+            LifespanManager(app),
+            AsyncClient(transport=transport, base_url="http://localhost") as client,
+        ):
             served[enabled] = await client.get("/metrics")
     assert served[True].status_code == 200
     assert served[True].headers["content-type"].startswith("text/plain")
@@ -81,7 +84,10 @@ async def test_metrics_answer_only_the_clients_allowed(
     app = create_app(settings.model_copy(update={"metrics_allowed_clients": allowed}))
     # httpx's ASGI transport is a client at 127.0.0.1.
     transport = ASGITransport(app=app)
-    async with AsyncClient(transport=transport, base_url="http://localhost") as client:
+    async with (
+        LifespanManager(app),
+        AsyncClient(transport=transport, base_url="http://localhost") as client,
+    ):
         response = await client.get("/metrics")
     assert response.status_code == (200 if served else 404)
 

@@ -1,6 +1,7 @@
 """What a production review checks at the HTTP level: headers, hosts and the docs switch."""
 
 import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
@@ -61,7 +62,10 @@ async def test_proxy_headers_are_believed_from_the_proxies_allowed_only(
     forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
     # httpx's ASGI transport is a client at 127.0.0.1: the proxy, when it is allowed.
     transport = ASGITransport(app=app)
-    async with AsyncClient(transport=transport, base_url="http://localhost") as client:
+    async with (
+        LifespanManager(app),
+        AsyncClient(transport=transport, base_url="http://localhost") as client,
+    ):
         redirect = await client.get("/api/v1/items/", headers=forwarded)
         metrics = await client.get("/metrics", headers=forwarded)
     scheme = "https" if trusted else "http"

@@ -3,7 +3,7 @@
 import stat
 from pathlib import Path
 
-from app.db.session import create_engine
+from app.db.engine import create_engine
 from tests.settings import IsolatedSettings
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 from sqlalchemy.types import TypeDecorator
 
 from app.core.config import Settings
-from app.db.session import create_engine
+from app.db.engine import create_engine
 from app.models import Base
 
 config = context.config

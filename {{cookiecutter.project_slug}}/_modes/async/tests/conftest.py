@@ -14,9 +14,11 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
+from app.api.session import RequestConnection, open_request_connection
 from app.core.config import Settings
-from app.db.session import Database, RequestConnection, create_engine, open_request_connection
+from app.db.engine import create_engine
 from app.factory import create_app
+from app.resources import resources_of
 from tests.migrations import migrate_from_scratch
 from tests.settings import IsolatedSettings
 
@@ -65,13 +67,14 @@ async def client(app: FastAPI, connection: AsyncConnection) -> AsyncIterator[Asy
     The app's own dependencies still run on it: its sessions' commits become SAVEPOINT
     releases, and reads see the test's uncommitted data.
     """
-    database: Database = app.state.database
-    app.state.database = replace(
-        database,
+    resources = resources_of(app)
+    database = replace(
+        resources.database,
         sessions=async_sessionmaker(
             expire_on_commit=False, join_transaction_mode="create_savepoint"
         ),
     )
+    app.state.resources = replace(resources, database=database)
 
     async def lent_connection() -> AsyncIterator[RequestConnection]:
         yield RequestConnection.lent(connection)
@@ -83,4 +86,4 @@ async def client(app: FastAPI, connection: AsyncConnection) -> AsyncIterator[Asy
             yield client
     finally:
         del app.dependency_overrides[open_request_connection]
-        app.state.database = database
+        app.state.resources = resources

@@ -7,7 +7,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
 from app.api.disconnect import unless_disconnected
-from app.core.concurrency import ProcessPool
+from app.resources import resources_of
 from app.services.primes import count_primes_below
 
 
@@ -24,7 +24,7 @@ def request_whose_client_leaves_after(seconds: float) -> Request:
 
 
 async def test_work_is_cancelled_when_the_client_leaves(app: FastAPI) -> None:
-    pool: ProcessPool = app.state.process_pool
+    pool = resources_of(app).cpu_workers
     started = time.perf_counter()
     with pytest.raises(ClientDisconnect):
         # Seconds of CPU work, abandoned after 0.2 s.

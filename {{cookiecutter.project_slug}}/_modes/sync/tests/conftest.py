@@ -17,9 +17,11 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import sessionmaker
 
+from app.api.session import RequestConnection, open_request_connection
 from app.core.config import Settings
-from app.db.session import Database, RequestConnection, create_engine, open_request_connection
+from app.db.engine import create_engine
 from app.factory import create_app
+from app.resources import resources_of
 from tests.migrations import migrate_from_scratch
 from tests.settings import IsolatedSettings
 
@@ -68,11 +70,12 @@ async def client(app: FastAPI, connection: Connection) -> AsyncIterator[AsyncCli
     The app's own dependencies still run on it: its sessions' commits become SAVEPOINT
     releases, and reads see the test's uncommitted data.
     """
-    database: Database = app.state.database
-    app.state.database = replace(
-        database,
+    resources = resources_of(app)
+    database = replace(
+        resources.database,
         sessions=sessionmaker(expire_on_commit=False, join_transaction_mode="create_savepoint"),
     )
+    app.state.resources = replace(resources, database=database)
 
     async def lent_connection() -> AsyncIterator[RequestConnection]:
         yield RequestConnection.lent(connection)
@@ -84,4 +87,4 @@ async def client(app: FastAPI, connection: Connection) -> AsyncIterator[AsyncCli
             yield client
     finally:
         del app.dependency_overrides[open_request_connection]
-        app.state.database = database
+        app.state.resources = resources

@@ -10,13 +10,14 @@ from httpx import ASGITransport, AsyncClient
 from app.api.deps import HttpClientDep, get_http_client
 from app.core.config import Settings
 from app.factory import create_app
+from app.resources import resources_of
 from tests.settings import IsolatedSettings
 
 STATUS_URL = "https://status.example.com/api/status"
 
 
 def test_the_lifespan_opened_one_client_with_the_settings(app: FastAPI, settings: Settings) -> None:
-    client = app.state.http_client
+    client = resources_of(app).http_client
     assert isinstance(client, httpx.Client)
     assert client.timeout == httpx.Timeout(settings.http_timeout)
 

@@ -7,27 +7,25 @@ from fastapi import Depends, HTTPException, Path, Request, status
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from app.api.session import get_read_connection, get_session, get_stream_connection
 from app.core.concurrency import CpuWorkers
 from app.core.config import Settings
-from app.db.session import get_read_connection, get_session, get_stream_connection
 from app.models import Item
 from app.repositories import items
+from app.resources import resources_of
 from app.schemas.types import MAX_INT32
 
 
 def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return resources_of(request.app).settings
 
 
 def get_process_pool(request: Request) -> CpuWorkers:
-    pool: CpuWorkers = request.app.state.process_pool
-    return pool
+    return resources_of(request.app).cpu_workers
 
 
 def get_http_client(request: Request) -> httpx.Client:
-    client: httpx.Client = request.app.state.http_client
-    return client
+    return resources_of(request.app).http_client
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -14,11 +14,14 @@ import httpx
 from app.core.concurrency import run_in_thread
 from app.core.config import Settings
 
+# The client of this mode (called from worker threads): what the lifespan opens and handlers get.
+HttpClient = httpx.Client
+
 
 @asynccontextmanager
-async def open_http_client(settings: Settings) -> AsyncIterator[httpx.Client]:
+async def open_http_client(settings: Settings) -> AsyncIterator[HttpClient]:
     make = partial(
-        httpx.Client,
+        HttpClient,
         timeout=settings.http_timeout,
         limits=httpx.Limits(
             max_connections=settings.http_max_connections,

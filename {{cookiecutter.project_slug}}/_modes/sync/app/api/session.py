@@ -1,93 +1,17 @@
-"""The engine, and each request's one connection, for its session (changes) and reads."""
+"""Each request's one database connection, for its session (changes) and its reads."""
 
 from collections.abc import AsyncIterator, Generator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager
 from functools import partial
 from typing import Annotated
 
-import sqlalchemy
-from anyio import Semaphore
 from fastapi import Depends, Request
-from sqlalchemy import Connection, Engine, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session
 
-from app.core.concurrency import acquire_or_overload, run_in_thread
-from app.core.config import Settings
+from app.core.concurrency import run_in_thread
 from app.db.errors import DatabaseUnavailableError
-from app.db.server import announce, forgive_outage, require_utf8_on_connect
-from app.db.sqlite import configure_sqlite
-
-
-def create_engine(settings: Settings) -> Engine:
-    url = make_url(settings.database_url)
-    engine_options = {
-        # A fixed pool: connections are opened once and reused, never churned under load.
-        "pool_size": settings.db_pool_size,
-        "max_overflow": 0,
-        "pool_timeout": settings.db_pool_timeout,
-        # Errors (and so logs) show a statement's SQL, never its parameters: user data.
-        "hide_parameters": True,
-    }
-    if url.get_backend_name() == "sqlite":
-        # `timeout`: how long a write waits for SQLite's lock before failing.
-        engine = sqlalchemy.create_engine(
-            url, **engine_options, connect_args={"timeout": settings.db_pool_timeout}
-        )
-        configure_sqlite(engine)
-        return engine
-    # No pre-ping (a round trip per request): a connection that died, e.g. across a database
-    # restart, fails its request with a 503, and SQLAlchemy then replaces every connection
-    # opened before it.
-    engine = sqlalchemy.create_engine(
-        url,
-        **engine_options,
-        connect_args={
-            "connect_timeout": max(1, round(settings.db_connect_timeout)),
-            "options": f"-c statement_timeout={int(settings.db_statement_timeout * 1000)}",
-        },
-    )
-    require_utf8_on_connect(engine, lambda dbapi: dbapi.get_parameter_status("server_encoding"))
-    return engine
-
-
-@dataclass(frozen=True)
-class Database:
-    """The app's database, opened by the lifespan.
-
-    `engine` gives each request that uses the database one connection, whatever number of
-    database dependencies it takes. `sessions` makes the session of a request that changes
-    data, on that connection: one transaction, committed at the end of the handler.
-    """
-
-    engine: Engine
-    sessions: sessionmaker[Session]
-
-
-@asynccontextmanager
-async def open_database(settings: Settings) -> AsyncIterator[Database]:
-    """Create the engine for the app's lifespan and dispose of it (closing connections) after."""
-    # Creating an engine imports its driver and reads files: keep it off the event loop.
-    engine = await run_in_thread(create_engine, settings)
-    try:
-        await run_in_thread(_check_server, engine)
-        # expire_on_commit=False: objects stay readable after commit, with no reload query.
-        yield Database(engine=engine, sessions=sessionmaker(expire_on_commit=False))
-    finally:
-        # Closing connections is blocking I/O: keep it off the event loop.
-        await run_in_thread(engine.dispose)
-
-
-def _check_server(engine: Engine) -> None:
-    announce(engine.url)
-    if engine.dialect.name != "postgresql":
-        return
-    try:
-        with engine.connect():  # its connect event checks the database
-            pass
-    except Exception as error:
-        if not forgive_outage(error):
-            raise
+from app.resources import resources_of
 
 
 class RequestConnection:
@@ -130,14 +54,10 @@ async def open_request_connection(request: Request) -> AsyncIterator[RequestConn
 
     Waiting for a slot on the event loop holds no worker thread. Waiting in a worker thread
     instead would deadlock under load: every thread waiting for a connection, while the
-    requests that hold one wait for a thread to finish on (FastAPI issue #3205). At most
-    `DB_POOL_SIZE` requests use the database at once; the others wait up to `DB_POOL_TIMEOUT`
-    seconds, then are refused as overloaded.
+    requests that hold one wait for a thread to finish on (FastAPI issue #3205).
     """
-    database: Database = request.app.state.database
-    settings: Settings = request.app.state.settings
-    slots: Semaphore = request.app.state.connection_slots
-    async with acquire_or_overload(slots, settings.db_pool_timeout, "database connection"):
+    database = resources_of(request.app).database
+    async with database.connection_slot():
         held = RequestConnection(database.engine)
         try:
             yield held
@@ -176,7 +96,7 @@ def get_session(
 ) -> Generator[Session, None, None]:
     """The request's session, on its connection: committed if the handler succeeds, rolled back
     if it raises."""
-    database: Database = request.app.state.database
+    database = resources_of(request.app).database
     _own_transaction(held, connection)
     with database.sessions(bind=connection) as session, session.begin():
         yield session

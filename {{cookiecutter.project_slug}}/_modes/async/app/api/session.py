@@ -1,101 +1,14 @@
-"""The async engine, and each request's one connection, for its session (changes) and reads."""
+"""Each request's one database connection, for its session (changes) and its reads."""
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
-from anyio import Semaphore
 from fastapi import Depends, Request
-from sqlalchemy import make_url
-from sqlalchemy.ext.asyncio import (
-    AsyncConnection,
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
-from app.core.concurrency import acquire_or_overload, run_in_thread
-from app.core.config import Settings
 from app.db.errors import DatabaseUnavailableError
-from app.db.server import announce, forgive_outage, require_utf8_on_connect
-from app.db.sqlite import configure_sqlite
-
-
-def create_engine(settings: Settings) -> AsyncEngine:
-    url = make_url(settings.database_url)
-    engine_options = {
-        # A fixed pool: connections are opened once and reused, never churned under load.
-        "pool_size": settings.db_pool_size,
-        "max_overflow": 0,
-        "pool_timeout": settings.db_pool_timeout,
-        # Errors (and so logs) show a statement's SQL, never its parameters: user data.
-        "hide_parameters": True,
-    }
-    if url.get_backend_name() == "sqlite":
-        # `timeout`: how long a write waits for SQLite's lock before failing.
-        engine = create_async_engine(
-            url, **engine_options, connect_args={"timeout": settings.db_pool_timeout}
-        )
-        configure_sqlite(engine.sync_engine)
-        return engine
-    # No pre-ping (a round trip per request): a connection that died, e.g. across a database
-    # restart, fails its request with a 503, and SQLAlchemy then replaces every connection
-    # opened before it.
-    engine = create_async_engine(
-        url,
-        **engine_options,
-        connect_args={
-            "timeout": settings.db_connect_timeout,
-            "server_settings": {
-                "statement_timeout": str(int(settings.db_statement_timeout * 1000)),
-            },
-        },
-    )
-    require_utf8_on_connect(
-        engine.sync_engine, lambda dbapi: dbapi.driver_connection.get_settings().server_encoding
-    )
-    return engine
-
-
-@dataclass(frozen=True)
-class Database:
-    """The app's database, opened by the lifespan.
-
-    `engine` gives each request that uses the database one connection, whatever number of
-    database dependencies it takes. `sessions` makes the session of a request that changes
-    data, on that connection: one transaction, committed at the end of the handler.
-    """
-
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-
-
-@asynccontextmanager
-async def open_database(settings: Settings) -> AsyncIterator[Database]:
-    """Create the engine for the app's lifespan and dispose of it (closing connections) after."""
-    # Creating an engine imports its driver and reads files: keep it off the event loop.
-    engine = await run_in_thread(create_engine, settings)
-    try:
-        await _check_server(engine)
-        # expire_on_commit=False: objects stay readable after commit, with no lazy reload
-        # (which async code cannot do implicitly).
-        yield Database(engine=engine, sessions=async_sessionmaker(expire_on_commit=False))
-    finally:
-        await engine.dispose()
-
-
-async def _check_server(engine: AsyncEngine) -> None:
-    announce(engine.url)
-    if engine.dialect.name != "postgresql":
-        return
-    try:
-        async with engine.connect():  # its connect event checks the database
-            pass
-    except Exception as error:
-        if not forgive_outage(error):
-            raise
+from app.resources import resources_of
 
 
 class RequestConnection:
@@ -135,8 +48,8 @@ class RequestConnection:
 async def open_request_connection(request: Request) -> AsyncGenerator[RequestConnection, None]:
     """One slot of the pool for the request, taken on the event loop and held until the response
     has been sent; the connection opens when a database dependency first needs it."""
-    database: Database = request.app.state.database
-    async with _connection_slot(request):
+    database = resources_of(request.app).database
+    async with database.connection_slot():
         held = RequestConnection(database.engine)
         try:
             yield held
@@ -174,7 +87,7 @@ async def get_session(
 ) -> AsyncGenerator[AsyncSession, None]:
     """The request's session, on its connection: committed if the handler succeeds, rolled back
     if it raises."""
-    database: Database = request.app.state.database
+    database = resources_of(request.app).database
     await _own_transaction(held, connection)
     async with database.sessions(bind=connection) as session, session.begin():
         yield session
@@ -210,17 +123,6 @@ async def _own_transaction(held: RequestConnection, connection: AsyncConnection)
     )
     if options.get("isolation_level") == "AUTOCOMMIT":
         await connection.execution_options(isolation_level=connection.default_isolation_level)
-
-
-def _connection_slot(request: Request) -> AbstractAsyncContextManager[None]:
-    """One of the pool's connections, reserved for this request.
-
-    At most `DB_POOL_SIZE` requests use the database at once; the others wait up to
-    `DB_POOL_TIMEOUT` seconds, then are refused as overloaded.
-    """
-    settings: Settings = request.app.state.settings
-    slots: Semaphore = request.app.state.connection_slots
-    return acquire_or_overload(slots, settings.db_pool_timeout, "database connection")
 
 
 @contextmanager

@@ -1,0 +1,104 @@
+"""The database the app opens at start-up: its engine, its session factory, and the slots
+that admit requests to the pool's connections."""
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+
+import sqlalchemy
+from anyio import Semaphore
+from sqlalchemy import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.concurrency import acquire_or_overload, run_in_thread
+from app.core.config import Settings
+from app.db.server import announce, forgive_outage, require_utf8_on_connect
+from app.db.sqlite import configure_sqlite
+
+
+def create_engine(settings: Settings) -> Engine:
+    url = make_url(settings.database_url)
+    engine_options = {
+        # A fixed pool: connections are opened once and reused, never churned under load.
+        "pool_size": settings.db_pool_size,
+        "max_overflow": 0,
+        "pool_timeout": settings.db_pool_timeout,
+        # Errors (and so logs) show a statement's SQL, never its parameters: user data.
+        "hide_parameters": True,
+    }
+    if url.get_backend_name() == "sqlite":
+        # `timeout`: how long a write waits for SQLite's lock before failing.
+        engine = sqlalchemy.create_engine(
+            url, **engine_options, connect_args={"timeout": settings.db_pool_timeout}
+        )
+        configure_sqlite(engine)
+        return engine
+    # No pre-ping (a round trip per request): a connection that died, e.g. across a database
+    # restart, fails its request with a 503, and SQLAlchemy then replaces every connection
+    # opened before it.
+    engine = sqlalchemy.create_engine(
+        url,
+        **engine_options,
+        connect_args={
+            "connect_timeout": max(1, round(settings.db_connect_timeout)),
+            "options": f"-c statement_timeout={int(settings.db_statement_timeout * 1000)}",
+        },
+    )
+    require_utf8_on_connect(engine, lambda dbapi: dbapi.get_parameter_status("server_encoding"))
+    return engine
+
+
+@dataclass(frozen=True)
+class Database:
+    """The app's database, opened by the lifespan.
+
+    `engine` gives each request that uses the database one connection, whatever number of
+    database dependencies it takes. `sessions` makes the session of a request that changes
+    data, on that connection: one transaction, committed at the end of the handler. `slots`
+    holds one ticket per pooled connection, which a request takes before it opens one.
+    """
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+    slots: Semaphore
+    slot_timeout: float  # seconds a request waits for a slot before it is refused (503)
+
+    def connection_slot(self) -> AbstractAsyncContextManager[None]:
+        """One of the pool's connections, reserved for a request.
+
+        Taken on the event loop, holding no thread, so requests that hold a connection always
+        find a thread to finish on. At most `DB_POOL_SIZE` requests use the database at once;
+        the others wait up to `DB_POOL_TIMEOUT` seconds, then are refused as overloaded.
+        """
+        return acquire_or_overload(self.slots, self.slot_timeout, "database connection")
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
+    """Create the engine for the app's lifespan and dispose of it (closing connections) after."""
+    # Creating an engine imports its driver and reads files: keep it off the event loop.
+    engine = await run_in_thread(create_engine, settings)
+    try:
+        await run_in_thread(_check_server, engine)
+        # expire_on_commit=False: objects stay readable after commit, with no reload query.
+        yield Database(
+            engine=engine,
+            sessions=sessionmaker(expire_on_commit=False),
+            slots=Semaphore(settings.db_pool_size),
+            slot_timeout=settings.db_pool_timeout,
+        )
+    finally:
+        # Closing connections is blocking I/O: keep it off the event loop.
+        await run_in_thread(engine.dispose)
+
+
+def _check_server(engine: Engine) -> None:
+    announce(engine.url)
+    if engine.dialect.name != "postgresql":
+        return
+    try:
+        with engine.connect():  # its connect event checks the database
+            pass
+    except Exception as error:
+        if not forgive_outage(error):
+            raise
