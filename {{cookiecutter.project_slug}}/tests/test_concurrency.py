@@ -2,11 +2,13 @@ import multiprocessing
 import os
 import threading
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from app.core.concurrency import (
+    JobContractError,
     ProcessPool,
     open_process_pool,
     run_in_thread,
@@ -28,6 +30,23 @@ def fail(message: str) -> None:
 
 def power(base: int, *, exponent: int) -> int:
     return int(base**exponent)
+
+
+def echo(value: object) -> object:
+    return value
+
+
+@dataclass
+class Point:
+    x: int
+
+
+def origin() -> Point:
+    return Point(0)
+
+
+def tuple_of(*values: int) -> tuple[int, ...]:
+    return values
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +73,27 @@ async def test_process_pool_runs_in_other_processes(pool: ProcessPool) -> None:
 async def test_process_pool_propagates_exceptions(pool: ProcessPool) -> None:
     with pytest.raises(ValueError, match="boom"):
         await pool.run(fail, "boom")
+
+
+async def test_a_job_is_held_to_the_task_queues_contract(pool: ProcessPool) -> None:
+    """What the task queue would change on the way (JSON) or cannot import is refused here too,
+    so a job that passes the tests on the process pool runs the same on the queue."""
+    assert await pool.run(echo, [1, "a", None, {"b": [True, 2.5]}]) == [
+        1,
+        "a",
+        None,
+        {"b": [True, 2.5]},
+    ]
+    with pytest.raises(JobContractError, match="returned a tuple"):
+        await pool.run(tuple_of, 1, 2)
+    with pytest.raises(JobContractError, match="returned a Point"):
+        await pool.run(origin)
+    for argument in [(1, 2), {1: "one"}, Point(1), {"a", "b"}, float("nan")]:
+        with pytest.raises(JobContractError, match=r"arguments of tests\.test_concurrency\.echo"):
+            await pool.run(echo, argument)
+    with pytest.raises(JobContractError, match="not a module-level function"):
+        await pool.run(lambda: 1)
+    assert await pool.run(power, 2, exponent=3) == 8  # the pool serves on
 
 
 async def test_process_pool_call_serves_def_code_in_threads(pool: ProcessPool) -> None:

@@ -6,9 +6,14 @@ them computes or waits on a blocking call, no other request makes progress. Pick
 - Blocking calls (a sync SDK or HTTP client, file access, a C library that releases the GIL):
   `await run_in_thread(func, ...)` runs them in a worker thread.
 - Pure-Python CPU work holds the GIL, so a thread would still slow the loop down: send it to the
-  app's `ProcessPool`, `await pool.run(func, ...)` from `async def` code, or `pool.call(func, ...)`
-  from `def` code (which FastAPI already runs in a worker thread). `func` and its arguments travel
-  to another process: use module-level functions and picklable values.
+  app's CPU workers, `await pool.run(func, ...)` from `async def` code, or `pool.call(func, ...)`
+  from `def` code (which FastAPI already runs in a worker thread).
+
+A CPU job keeps one contract, whichever backend runs it (the local `ProcessPool`, or the task
+queue with CPU_BACKEND=celery): `func` is a module-level function, and its arguments and its
+result are what JSON carries unchanged (numbers, strings, booleans, None, lists, and dicts with
+string keys; no tuples, sets or objects). Both backends check it, so a job that passes the tests
+on the process pool also runs on the queue; a job that breaks it raises `JobContractError`.
 - Plain `def` handlers and dependencies need neither for blocking calls: FastAPI runs them in its
   thread pool.
 
@@ -19,10 +24,12 @@ scarce resource longer than its timeout, raises `OverloadedError` (answered with
 
 import asyncio
 import functools
+import json
 import multiprocessing
 import os
+import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import asynccontextmanager, contextmanager
@@ -43,6 +50,55 @@ class OverloadedError(Exception):
 
 class JobFailedError(Exception):
     """A CPU job was stopped: it ran past its time limit, or its worker process died."""
+
+
+class JobContractError(TypeError):
+    """A CPU job broke the contract both backends keep (see the module's docstring): a bug."""
+
+
+def check_function(func: Callable[..., object]) -> None:
+    """Refuse a function a worker could not import by name: a lambda, a nested function, a
+    method, or one defined in `__main__`."""
+    module = sys.modules.get(func.__module__)
+    if func.__module__ == "__main__" or getattr(module, func.__qualname__, None) is not func:
+        raise JobContractError(
+            f"{func.__qualname__} is not a module-level function: a CPU job's function must be "
+            "importable by name (define it at the top level of a module under app/)"
+        )
+
+
+def _carried_by_json(value: object) -> bool:
+    try:
+        return bool(json.loads(json.dumps(value, allow_nan=False)) == value)
+    except (TypeError, ValueError):
+        return False
+
+
+def run_job(func: Callable[..., T], args: Sequence[object], kwargs: dict[str, object]) -> T:
+    """Run a CPU job where the backend runs it (a worker process, off the event loop), holding
+    it to the contract: arguments and result must come through JSON unchanged."""
+    check_arguments(func, args, kwargs)
+    result = func(*args, **kwargs)
+    if not _carried_by_json(result):
+        raise JobContractError(
+            f"{_name(func)} returned a {type(result).__name__}, which JSON does not carry "
+            "unchanged: return numbers, strings, booleans, None, lists and dicts with string keys"
+        )
+    return result
+
+
+def check_arguments(
+    func: Callable[..., object], args: Sequence[object], kwargs: dict[str, object]
+) -> None:
+    if not _carried_by_json([*args]) or not _carried_by_json(kwargs):
+        raise JobContractError(
+            f"the arguments of {_name(func)} do not come through JSON unchanged: pass numbers, "
+            "strings, booleans, None, lists and dicts with string keys"
+        )
+
+
+def _name(func: Callable[..., object]) -> str:
+    return f"{func.__module__}.{func.__qualname__}"
 
 
 # The process's own cgroup, as a container sees it.
@@ -189,9 +245,11 @@ class ProcessPool:
     def _submit(
         self, func: Callable[..., T], args: tuple[object, ...], kwargs: dict[str, object]
     ) -> Future[T]:
+        check_function(func)
         self._admission.admit()
         try:
-            future = self._pool.schedule(func, args, kwargs, timeout=self.time_limit)
+            job = (func, args, kwargs)
+            future = self._pool.schedule(run_job, job, timeout=self.time_limit)
         except BaseException:
             self._admission.finished()
             raise

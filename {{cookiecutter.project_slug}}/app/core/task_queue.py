@@ -4,7 +4,8 @@ With CPU_BACKEND=celery, `await pool.run(func, ...)` and `pool.call(func, ...)` 
 to Celery workers, on this machine or others, instead of local worker processes: the call sites
 do not change. The workers run `celery -A app.worker worker` (see the README), from the same
 code, so `func` is one of this project's module-level functions: a worker imports it by name
-and calls it with the arguments, which travel as JSON (numbers, strings, lists, dicts).
+and calls it with the arguments, which travel as JSON, as the result does (the contract of
+app.core.concurrency, which the process pool checks too).
 
 The admission rule is the process pool's: at most PROCESS_POOL_WORKERS + CPU_QUEUE_SIZE jobs of
 a server process are in flight, and one more is refused at once (503). A job waits at most
@@ -29,7 +30,14 @@ from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from app.core.concurrency import Admission, JobFailedError, run_in_thread
+from app.core.concurrency import (
+    Admission,
+    JobFailedError,
+    check_arguments,
+    check_function,
+    run_in_thread,
+    run_job,
+)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -45,7 +53,7 @@ def run_function(module: str, name: str, args: list[Any], kwargs: dict[str, Any]
     """The one task: call this project's function `module.name` with the arguments."""
     if module.split(".")[0] != "app":
         raise ValueError(f"{module}.{name} is not this project's code")
-    return getattr(importlib.import_module(module), name)(*args, **kwargs)
+    return run_job(getattr(importlib.import_module(module), name), args, kwargs)
 
 
 def celery_app(broker_url: str) -> Celery:
@@ -106,6 +114,9 @@ class TaskQueue:
     def _submit(
         self, func: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object]
     ) -> AsyncResult:
+        # Checked here: JSON would turn a tuple into a list on its way to the worker, unseen.
+        check_function(func)
+        check_arguments(func, args, kwargs)
         self._admission.admit()
         try:
             name = f"{func.__module__}.{func.__qualname__}"
