@@ -28,8 +28,8 @@ def with_blocking_routes(baked: Path, tmp_path: Path) -> Path:
     router = project / "app/api/router.py"
     router.write_text(
         router.read_text().replace(
-            "from app.api.routes import examples, health, items",
-            "from app.api.routes import blocking, examples, health, items",
+            "from app.api.routes import health\n",
+            "from app.api.routes import blocking, health\n",
         )
         + "router.include_router(blocking.router)\nrouter.include_router(blocking.correct)\n"
     )

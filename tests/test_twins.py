@@ -23,6 +23,10 @@ MECHANICAL = [
     "app/api/routes/items.py",
     "app/repositories/items.py",
     "app/repositories/tags.py",
+    "migrations/env.py",
+    "tests/probes.py",
+    "tests/test_conflicts.py",
+    "tests/test_migrations.py",
 ]
 UNASYNC = [
     (r"\basync def\b", "def"),
@@ -36,6 +40,9 @@ UNASYNC = [
     (r"\bAsyncGenerator\b", "Generator"),
     (r"\bhttpx\.AsyncClient\b", "httpx.Client"),
     (r"\bconnection\.stream\(", "connection.execute("),  # a server-side cursor, in each mode
+    (r"\b(\w+)\.run_sync\(([\w.]+)\)", r"\2(\1)"),  # sync code on an async connection
+    (r"\basyncio\.run\((\w+)\(\)\)", r"\1()"),  # a script's entry point
+    (r"\bpool\.run\(", "pool.call("),  # a CPU job, awaited or waited for in a thread
 ]
 
 

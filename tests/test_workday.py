@@ -34,13 +34,16 @@ def a_days_work(baked: Path, project: Path) -> None:
     shutil.copy(CASES / "test_comments.py", project / "tests/test_comments.py")
     models = project / "app/models/__init__.py"
     add_lines(
-        models, "from app.models.base import Base\n", "from app.models.comment import Comment\n"
+        models,
+        "from app.models.base import Base as Base\n",
+        "from app.models.comment import Comment as Comment\n",
     )
-    models.write_text(models.read_text().replace('"Base",', '"Base", "Comment",'))
     router = project / "app/api/router.py"
-    router.write_text(router.read_text().replace("import examples,", "import comments, examples,"))
+    router.write_text(router.read_text().replace("import health", "import comments, health"))
     add_lines(
-        router, "api_v1.include_router(items.router)\n", "api_v1.include_router(comments.router)\n"
+        router,
+        "api_v1.include_router(items_router)  # the example\n",
+        "api_v1.include_router(comments.router)\n",
     )
 
 

@@ -21,3 +21,8 @@ def migrate_from_scratch(connection: Connection) -> None:
     config = alembic_config(connection)
     command.downgrade(config, "base")
     command.upgrade(config, "head")
+
+
+def check_for_drift(connection: Connection) -> None:
+    """`alembic check`: autogenerate finds nothing to add (raises if it does)."""
+    command.check(alembic_config(connection))

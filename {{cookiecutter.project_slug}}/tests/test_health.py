@@ -6,6 +6,7 @@ from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
 from app.factory import create_app
+from tests.probes import probed
 from tests.settings import IsolatedSettings
 
 
@@ -28,16 +29,16 @@ async def test_a_database_that_is_down_gives_a_fast_503_not_a_500() -> None:
         db_connect_timeout=1,
         process_pool_workers=1,
     )
-    app = create_app(settings)
+    app = probed(create_app(settings))
     async with (
         LifespanManager(app),
         AsyncClient(transport=ASGITransport(app=app), base_url="http://localhost") as client,
     ):
         for method, path in [
             ("GET", "/health/ready"),
-            ("GET", "/api/v1/items"),
-            ("POST", "/api/v1/items"),
-            ("GET", "/api/v1/items/1"),
+            ("GET", "/probes/database"),
+            ("POST", "/probes/rows"),
+            ("GET", "/probes/rows/1"),
         ]:
             started = time.perf_counter()
             response = await client.request(method, path, json={"title": "t"})
@@ -58,9 +59,9 @@ async def test_an_outage_is_logged_without_forged_lines_or_secrets(
         db_connect_timeout=1,
         process_pool_workers=1,
     )
-    app = create_app(settings)
+    app = probed(create_app(settings))
     # A path that would start a new, forged log line and colour the terminal, if logged as is.
-    forged = "/api/v1/items/1%0aWARNING%20all%20is%20well%1b[8m"
+    forged = "/probes/rows/1%0aWARNING%20all%20is%20well%1b[8m"
     async with (
         LifespanManager(app),
         AsyncClient(transport=ASGITransport(app=app), base_url="http://localhost") as client,

@@ -58,10 +58,11 @@ async def test_metrics_are_served_unless_switched_off(settings: Settings) -> Non
     assert served[False].status_code == 404
 
 
+@pytest.mark.usefixtures("probe_table")
 async def test_requests_are_counted_by_route_template(client: AsyncClient) -> None:
-    await client.get("/api/v1/items/424242")
+    await client.get("/probes/rows/424242")
     metrics = (await client.get("/metrics")).text
-    assert 'route="/api/v1/items/{item_id}",status="404"' in metrics
+    assert 'route="/probes/rows/{row_id}",status="404"' in metrics
     assert "/424242" not in metrics
 
 
@@ -158,16 +159,17 @@ async def test_several_workers_without_a_shared_metrics_directory_are_warned_of(
     assert "PROMETHEUS_MULTIPROC_DIR is not set" in warning
 
 
+@pytest.mark.usefixtures("probe_table")
 async def test_each_request_is_logged_once_with_its_id(
     client: AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="app.access"):
-        await client.get("/api/v1/items/7?x=%0a", headers={"X-Request-ID": "r-7"})
+        await client.get("/probes/rows/7?x=%0a", headers={"X-Request-ID": "r-7"})
     [record] = [r for r in caplog.records if r.name == "app.access"]
     assert record.__dict__["request_id"] == "r-7"
     line = record.getMessage()
     assert re.fullmatch(
-        r'127\.0\.0\.1:\d+ - "GET /api/v1/items/7\?x=%0a HTTP/1\.1" 404 [\d.]+ms', line
+        r'127\.0\.0\.1:\d+ - "GET /probes/rows/7\?x=%0a HTTP/1\.1" 404 [\d.]+ms', line
     )
 
 

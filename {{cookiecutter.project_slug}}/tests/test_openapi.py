@@ -1,7 +1,7 @@
 """The OpenAPI schema documents what each route can answer.
 
-Rules every route follows, yours too (a new route that follows them passes with no edit here),
-and the exact answers of the example's routes.
+Rules every route follows, yours too: a new route that follows them passes with no edit here.
+The example's routes are held to their exact answers in tests/example/test_openapi.py.
 """
 
 from collections.abc import Callable, Iterator
@@ -19,18 +19,6 @@ from app.api.session import open_request_connection
 MAY_BE_UNAVAILABLE: set[Callable[..., Any]] = {open_request_connection, get_process_pool}
 
 BODY, UNAVAILABLE = {"400", "408", "413", "422"}, {"503"}
-# The example's routes, exactly.
-EXAMPLE = {
-    ("/api/v1/items", "post"): {"201"} | BODY | UNAVAILABLE,
-    ("/api/v1/items", "get"): {"200", "422", "503"},
-    ("/api/v1/items/export", "get"): {"200", "503"},
-    ("/api/v1/items/{item_id}", "get"): {"200", "404", "422", "503"},
-    ("/api/v1/items/{item_id}", "patch"): {"200", "404"} | BODY | UNAVAILABLE,
-    ("/api/v1/items/{item_id}", "delete"): {"204", "404", "422", "503"},
-    ("/api/v1/items/{item_id}/tags", "get"): {"200", "404", "422", "503"},
-    ("/api/v1/items/{item_id}/tags", "post"): {"201", "404", "409"} | BODY | UNAVAILABLE,
-    ("/api/v1/examples/primes", "get"): {"200", "422", "503"},
-}
 
 
 def dependency_calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
@@ -67,7 +55,7 @@ def operations(app: FastAPI) -> Iterator[tuple[APIRoute, str, dict[str, Any]]]:
 
 def test_every_route_documents_what_it_can_answer(app: FastAPI) -> None:
     documented = list(operations(app))
-    assert len(documented) >= len(EXAMPLE)
+    assert documented
     missing = [
         f"{line}: {code}, as {reason}"
         for route, line, operation in documented
@@ -75,12 +63,6 @@ def test_every_route_documents_what_it_can_answer(app: FastAPI) -> None:
         if code not in operation["responses"]
     ]
     assert missing == []
-
-
-def test_the_example_routes_document_exactly_their_answers(app: FastAPI) -> None:
-    paths = app.openapi()["paths"]
-    for (path, method), expected in EXAMPLE.items():
-        assert set(paths[path][method]["responses"]) == expected, (path, method)
 
 
 def test_the_rules_see_a_body_a_parameter_and_the_database(app: FastAPI) -> None:
@@ -98,9 +80,3 @@ def test_the_rules_see_a_body_a_parameter_and_the_database(app: FastAPI) -> None
     assert needed["GET /plain"] == {}
     needed = {line: answers_it_can_give(route, op) for route, line, op in operations(app)}
     assert set(needed["GET /health/ready"]) == UNAVAILABLE
-
-
-def test_patch_does_not_offer_null_for_title(app: FastAPI) -> None:
-    components = app.openapi()["components"]["schemas"]
-    assert "anyOf" not in components["ItemUpdate"]["properties"]["title"]
-    assert components["ItemUpdate"]["properties"]["title"]["type"] == "string"

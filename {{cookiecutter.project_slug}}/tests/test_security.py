@@ -8,6 +8,7 @@ from httpx import ASGITransport, AsyncClient
 from app.api.security_headers import SECURITY_HEADERS
 from app.core.config import Settings
 from app.factory import create_app
+from tests.probes import probed
 
 
 @pytest.mark.parametrize(
@@ -28,11 +29,11 @@ async def test_every_answer_carries_the_security_headers(
 
 
 async def test_a_forged_host_is_refused_never_reflected_in_a_redirect(client: AsyncClient) -> None:
-    allowed = await client.get("/api/v1/items/")
+    allowed = await client.get("/probes/database/")
     assert allowed.status_code == 307
-    assert allowed.headers["location"] == "http://localhost/api/v1/items"
+    assert allowed.headers["location"] == "http://localhost/probes/database"
 
-    forged = await client.get("/api/v1/items/", headers={"Host": "evil.example"})
+    forged = await client.get("/probes/database/", headers={"Host": "evil.example"})
     assert forged.status_code == 400
     assert "location" not in forged.headers
     assert "evil.example" not in forged.text
@@ -58,7 +59,7 @@ async def test_the_docs_and_schema_can_be_switched_off(app: FastAPI, settings: S
 async def test_proxy_headers_are_believed_from_the_proxies_allowed_only(
     settings: Settings, proxies: list[str], trusted: bool
 ) -> None:
-    app = create_app(settings.model_copy(update={"forwarded_allow_ips": proxies}))
+    app = probed(create_app(settings.model_copy(update={"forwarded_allow_ips": proxies})))
     forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
     # httpx's ASGI transport is a client at 127.0.0.1: the proxy, when it is allowed.
     transport = ASGITransport(app=app)
@@ -66,9 +67,9 @@ async def test_proxy_headers_are_believed_from_the_proxies_allowed_only(
         LifespanManager(app),
         AsyncClient(transport=transport, base_url="http://localhost") as client,
     ):
-        redirect = await client.get("/api/v1/items/", headers=forwarded)
+        redirect = await client.get("/probes/database/", headers=forwarded)
         metrics = await client.get("/metrics", headers=forwarded)
     scheme = "https" if trusted else "http"
-    assert redirect.headers["location"] == f"{scheme}://localhost/api/v1/items"
+    assert redirect.headers["location"] == f"{scheme}://localhost/probes/database"
     # /metrics answers loopback only: the forwarded client is not.
     assert metrics.status_code == (404 if trusted else 200)

@@ -8,7 +8,8 @@ from tests.settings import IsolatedSettings
 
 
 def test_a_worker_runs_the_projects_functions_by_name() -> None:
-    assert run_function("app.services.primes", "count_primes_below", [100], {}) == 25
+    url = run_function("app.core.database_url", "to_driver_url", ["sqlite:///x.db"], {})
+    assert url.startswith("sqlite+")
 
 
 def test_a_worker_runs_nothing_else() -> None:

@@ -7,8 +7,9 @@ from fastapi import APIRouter, status
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from app.api.deps import HttpClientDep, ItemDep, SessionDep
+from app.api.deps import HttpClientDep, SessionDep
 from app.api.errors import BODY_ERRORS, NOT_FOUND, UNAVAILABLE
+from app.api.routes.items import ItemDep
 from app.models.comment import Comment
 from app.schemas.comment import CommentCreate, CommentRead
 

@@ -20,6 +20,7 @@ from app.db.engine import create_engine
 from app.factory import create_app
 from app.resources import resources_of
 from tests.migrations import migrate_from_scratch
+from tests.probes import ProbeBase, probed
 from tests.settings import IsolatedSettings
 
 # Every test fails if it blocks the event loop: see tests/loop_guard.py.
@@ -45,7 +46,7 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture(scope="session")
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(settings)
+    app = probed(create_app(settings))
     # Through the ASGI lifespan protocol, as a server runs it: the loop guard judges it too.
     async with LifespanManager(app):
         yield app
@@ -58,6 +59,12 @@ async def connection(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         transaction = await connection.begin()
         yield connection
         await transaction.rollback()
+
+
+@pytest.fixture
+async def probe_table(connection: AsyncConnection) -> None:
+    """The probes' table (tests/probes.py), made in the test's transaction and rolled back."""
+    await connection.run_sync(ProbeBase.metadata.create_all)
 
 
 @pytest.fixture

@@ -8,33 +8,34 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.api.session import RequestConnection, get_session
-from app.models import Item
+from tests.probes import ProbeRow
 
 
+@pytest.mark.usefixtures("probe_table")
 async def test_the_request_session_commits_when_the_handler_succeeds(
     app: FastAPI, client: AsyncClient, connection: AsyncConnection
 ) -> None:
     request = SimpleNamespace(app=app)  # all the dependency reads of a request
     dependency = get_session(request, RequestConnection.lent(connection), connection)  # type: ignore[arg-type]
     session = await anext(dependency)
-    session.add(Item(title="kept"))
+    session.add(ProbeRow(title="kept"))
     with pytest.raises(StopAsyncIteration):
         await anext(dependency)
-    titles = [item["title"] for item in (await client.get("/api/v1/items")).json()]
-    assert titles == ["kept"]
+    assert (await client.get("/probes/rows")).json() == ["kept"]
 
 
+@pytest.mark.usefixtures("probe_table")
 async def test_the_request_session_rolls_back_when_the_handler_raises(
     app: FastAPI, client: AsyncClient, connection: AsyncConnection
 ) -> None:
     request = SimpleNamespace(app=app)  # all the dependency reads of a request
     dependency = get_session(request, RequestConnection.lent(connection), connection)  # type: ignore[arg-type]
     session = await anext(dependency)
-    session.add(Item(title="lost"))
+    session.add(ProbeRow(title="lost"))
     await session.flush()
     with pytest.raises(RuntimeError, match="handler failed"):
         await dependency.athrow(RuntimeError("handler failed"))
-    assert (await client.get("/api/v1/items")).json() == []
+    assert (await client.get("/probes/rows")).json() == []
 
 
 async def test_database_errors_never_carry_the_statements_parameters(engine: AsyncEngine) -> None:

@@ -23,6 +23,7 @@ from app.db.engine import create_engine
 from app.factory import create_app
 from app.resources import resources_of
 from tests.migrations import migrate_from_scratch
+from tests.probes import ProbeBase, probed
 from tests.settings import IsolatedSettings
 
 # Every test fails if it blocks the event loop: see tests/loop_guard.py.
@@ -48,7 +49,7 @@ def engine(settings: Settings) -> Iterator[Engine]:
 
 @pytest.fixture(scope="session")
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    app = create_app(settings)
+    app = probed(create_app(settings))
     # Through the ASGI lifespan protocol, as a server runs it: the loop guard judges it too.
     async with LifespanManager(app):
         yield app
@@ -61,6 +62,12 @@ def connection(engine: Engine) -> Iterator[Connection]:
         transaction = connection.begin()
         yield connection
         transaction.rollback()
+
+
+@pytest.fixture
+def probe_table(connection: Connection) -> None:
+    """The probes' table (tests/probes.py), made in the test's transaction and rolled back."""
+    ProbeBase.metadata.create_all(connection)
 
 
 @pytest.fixture

@@ -8,17 +8,17 @@ from sqlalchemy.exc import DBAPIError
 
 from app.api.session import RequestConnection, get_session
 from app.core.concurrency import run_in_thread
-from app.models import Item
+from tests.probes import ProbeRow
 
 
-def add_item_through_the_dependency(
+def add_row_through_the_dependency(
     app: FastAPI, connection: Connection, title: str, *, fail: bool
 ) -> None:
     """Drive the session dependency as FastAPI does: in a worker thread, as it is sync."""
     request = SimpleNamespace(app=app)  # all the dependency reads of a request
     dependency = get_session(request, RequestConnection.lent(connection), connection)  # type: ignore[arg-type]
     session = next(dependency)
-    session.add(Item(title=title))
+    session.add(ProbeRow(title=title))
     session.flush()
     if fail:
         with pytest.raises(RuntimeError, match="handler failed"):
@@ -28,19 +28,20 @@ def add_item_through_the_dependency(
             next(dependency)
 
 
+@pytest.mark.usefixtures("probe_table")
 async def test_the_request_session_commits_when_the_handler_succeeds(
     app: FastAPI, client: AsyncClient, connection: Connection
 ) -> None:
-    await run_in_thread(add_item_through_the_dependency, app, connection, "kept", fail=False)
-    titles = [item["title"] for item in (await client.get("/api/v1/items")).json()]
-    assert titles == ["kept"]
+    await run_in_thread(add_row_through_the_dependency, app, connection, "kept", fail=False)
+    assert (await client.get("/probes/rows")).json() == ["kept"]
 
 
+@pytest.mark.usefixtures("probe_table")
 async def test_the_request_session_rolls_back_when_the_handler_raises(
     app: FastAPI, client: AsyncClient, connection: Connection
 ) -> None:
-    await run_in_thread(add_item_through_the_dependency, app, connection, "lost", fail=True)
-    assert (await client.get("/api/v1/items")).json() == []
+    await run_in_thread(add_row_through_the_dependency, app, connection, "lost", fail=True)
+    assert (await client.get("/probes/rows")).json() == []
 
 
 def test_database_errors_never_carry_the_statements_parameters(engine: Engine) -> None:

@@ -3,17 +3,14 @@
 from typing import Annotated
 
 import httpx
-from fastapi import Depends, HTTPException, Path, Request, status
+from fastapi import Depends, Request
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from app.api.session import get_read_connection, get_session, get_stream_connection
 from app.core.concurrency import CpuWorkers
 from app.core.config import Settings
-from app.models import Item
-from app.repositories import items
 from app.resources import resources_of
-from app.schemas.types import MAX_INT32
 
 
 def get_settings(request: Request) -> Settings:
@@ -38,20 +35,3 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 ReadConnectionDep = Annotated[Connection, Depends(get_read_connection, scope="function")]
 # For a streaming response: the connection stays open until the body has been sent.
 StreamConnectionDep = Annotated[Connection, Depends(get_stream_connection)]
-
-ItemId = Annotated[int, Path(ge=1, le=MAX_INT32)]
-
-
-def item_not_found() -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, detail="Item not found")
-
-
-def get_item_or_404(item_id: ItemId, session: SessionDep) -> Item:
-    item = items.get_item(session, item_id)
-    if item is None:
-        raise item_not_found()
-    return item
-
-
-# The item of the path, in the request's (read-write) session, or 404.
-ItemDep = Annotated[Item, Depends(get_item_or_404)]

@@ -1,20 +1,14 @@
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import IntegrityError
 
-from app.api.deps import (
-    ItemDep,
-    ItemId,
-    ReadConnectionDep,
-    SessionDep,
-    StreamConnectionDep,
-    item_not_found,
-)
+from app.api.deps import ReadConnectionDep, SessionDep, StreamConnectionDep
 from app.api.errors import BODY_ERRORS, CONFLICT, NOT_FOUND, UNAVAILABLE
 from app.db.errors import constraint_violation
+from app.models import Item
 from app.repositories import items, tags
 from app.schemas.item import ItemCreate, ItemRead, ItemUpdate
 from app.schemas.tag import TagCreate, TagRead
@@ -33,6 +27,24 @@ CSV: dict[int | str, dict[str, Any]] = {
     },
 }
 CSV_ATTACHMENT = {"Content-Disposition": 'attachment; filename="items.csv"'}
+
+
+ItemId = Annotated[int, Path(ge=1, le=MAX_INT32)]
+
+
+def item_not_found() -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail="Item not found")
+
+
+async def get_item_or_404(item_id: ItemId, session: SessionDep) -> Item:
+    item = await items.get_item(session, item_id)
+    if item is None:
+        raise item_not_found()
+    return item
+
+
+# The item of the path, in the request's (read-write) session, or 404.
+ItemDep = Annotated[Item, Depends(get_item_or_404)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=BODY_ERRORS)

@@ -5,7 +5,7 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import make_transient_to_detached
 
-from app.api.deps import ItemDep, get_item_or_404
+from app.api.routes.items import ItemDep, get_item_or_404
 from app.factory import create_app
 from app.models import Item
 from tests.settings import IsolatedSettings

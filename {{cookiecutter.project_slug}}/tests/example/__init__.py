@@ -1,0 +1,1 @@
+"""The example's tests: removed with the example (README, "Removing the example")."""
