@@ -93,7 +93,7 @@ def test_the_rewrite_check_can_fail() -> None:
 
 def test_every_setting_is_used_in_each_bake(baked: Path) -> None:
     config = (baked / "app/core/config.py").read_text()
-    settings_class = config.split("class Settings(")[1]
+    settings_class = config.split("class CoreSettings(")[1]
     fields = re.findall(r"^    (\w+): .+=", settings_class, flags=re.MULTILINE)
     assert "db_ping_timeout" in fields
     # Read anywhere but where it is declared (a sizing setting may be read by config.py only).

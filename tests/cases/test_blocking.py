@@ -24,7 +24,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.api.deps import get_http_client
 from app.api.routes import blocking
-from app.core.config import Settings
+from app.settings import Settings
 from app.factory import create_app
 from app.resources import resources_of
 

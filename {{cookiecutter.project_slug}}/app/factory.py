@@ -13,10 +13,10 @@ from app.api.request_context import RequestContextMiddleware, RequestsInFlight
 from app.api.router import router
 from app.api.routes import metrics
 from app.api.security_headers import SecurityHeadersMiddleware
-from app.core.config import Settings
 from app.core.logging import logging_off_the_loop
 from app.monitoring import watching
 from app.resources import open_resources
+from app.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

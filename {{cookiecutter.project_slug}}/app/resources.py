@@ -12,10 +12,10 @@ import anyio.to_thread
 from starlette.applications import Starlette
 
 from app.core.concurrency import CpuWorkers, open_process_pool
-from app.core.config import Settings
 from app.core.http import HttpClient, open_http_client
 from app.core.task_queue import open_task_queue
 from app.db.engine import Database, open_database
+from app.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ It reads the same settings as the server (CELERY_BROKER_URL) and imports each jo
 from the project's code (see app.core.task_queue).
 """
 
-from app.core.config import Settings
 from app.core.task_queue import celery_app
+from app.settings import Settings
 
 celery = celery_app(Settings().celery_broker_url)

@@ -3,7 +3,7 @@
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-from app.core.config import Settings
+from app.settings import Settings
 
 
 class IsolatedSettings(Settings):

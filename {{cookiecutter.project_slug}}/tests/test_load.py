@@ -11,9 +11,9 @@ from typing import Any
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
-from app.core.config import Settings
 from app.factory import create_app
 from app.resources import resources_of
+from app.settings import Settings
 from tests.probes import probed
 from tests.settings import IsolatedSettings
 

@@ -12,9 +12,9 @@ from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
 from app.api.request_context import route_template
-from app.core.config import Settings
 from app.core.stalls import Stall, StallMonitor, request_name
 from app.factory import create_app
+from app.settings import Settings
 from tests.settings import IsolatedSettings
 
 

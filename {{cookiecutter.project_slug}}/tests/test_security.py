@@ -6,8 +6,8 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
 from app.api.security_headers import SECURITY_HEADERS
-from app.core.config import Settings
 from app.factory import create_app
+from app.settings import Settings
 from tests.probes import probed
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InvalidRequestError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.requests import ClientDisconnect
 
+from app.api.conflicts import CONFLICT_DETAILS
 from app.core.concurrency import JobFailedError, OverloadedError
 from app.core.logging import escaped
 from app.db.errors import (
@@ -57,12 +58,7 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
         "something that no longer exists",
     },
 }
-# What a 409 says, by the unique constraint the request broke (names from the models'
-# convention, the same on both databases).
-CONFLICT_DETAILS = {
-    "uq_tags_item_id": "The item already has a tag of that name",
-}
-# Otherwise, by what broke which kind of constraint.
+# What a 409 says of a constraint app/api/conflicts.py does not name: by what broke which kind.
 DEFAULT_CONFLICT_DETAILS = {
     ("unique", "insert"): "Conflicts with something already stored",
     ("unique", "update"): "Conflicts with something already stored",

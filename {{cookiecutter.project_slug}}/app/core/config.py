@@ -1,4 +1,6 @@
-"""Settings: every knob of the service in one place, read from the environment or `.env`."""
+"""The machinery's settings: every knob of the service's machinery, read from the environment or
+`.env`. The template keeps this file up to date (cruft update); the service's own settings go in
+`app/settings.py`, which extends these."""
 
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -40,7 +42,7 @@ def _connection_pool_share(fields: dict[str, Any]) -> int:
 ENV_FILE = Path(__file__).resolve().parents[2] / ".env"
 
 
-class Settings(BaseSettings):
+class CoreSettings(BaseSettings):
     # hide_input_in_errors: a mistyped setting is named, its value (a password in a URL) is not.
     model_config = SettingsConfigDict(
         env_file=ENV_FILE, extra="ignore", validate_default=True, hide_input_in_errors=True

@@ -8,8 +8,8 @@ import pytest
 from fastapi import APIRouter, Request
 from httpx import ASGITransport, AsyncClient
 
-from app.core.config import Settings
 from app.factory import create_app
+from app.settings import Settings
 
 ITEMS = "/api/v1/items"
 

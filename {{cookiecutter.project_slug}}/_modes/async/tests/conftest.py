@@ -15,10 +15,10 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
 from app.api.session import RequestConnection, open_request_connection
-from app.core.config import Settings
 from app.db.engine import create_engine
 from app.factory import create_app
 from app.resources import resources_of
+from app.settings import Settings
 from tests.migrations import migrate_from_scratch
 from tests.probes import ProbeBase, probed
 from tests.settings import IsolatedSettings

@@ -12,9 +12,9 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
 from sqlalchemy.types import TypeDecorator
 
-from app.core.config import Settings
 from app.db.engine import create_engine
 from app.models import Base
+from app.settings import Settings
 
 config = context.config
 # alembic.ini's logging is for the `alembic` command; a program that runs migrations itself (the

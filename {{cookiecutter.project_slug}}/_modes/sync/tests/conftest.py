@@ -18,10 +18,10 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import sessionmaker
 
 from app.api.session import RequestConnection, open_request_connection
-from app.core.config import Settings
 from app.db.engine import create_engine
 from app.factory import create_app
 from app.resources import resources_of
+from app.settings import Settings
 from tests.migrations import migrate_from_scratch
 from tests.probes import ProbeBase, probed
 from tests.settings import IsolatedSettings

@@ -8,9 +8,9 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
 from app.api.deps import HttpClientDep, get_http_client
-from app.core.config import Settings
 from app.factory import create_app
 from app.resources import resources_of
+from app.settings import Settings
 from tests.settings import IsolatedSettings
 
 STATUS_URL = "https://status.example.com/api/status"

@@ -8,8 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.api.session import get_read_connection, get_session, get_stream_connection
 from app.core.concurrency import CpuWorkers
-from app.core.config import Settings
 from app.resources import resources_of
+from app.settings import Settings
 
 
 async def get_settings(request: Request) -> Settings:

@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session
 
 from app.api.session import get_read_connection, get_session, get_stream_connection
 from app.core.concurrency import CpuWorkers
-from app.core.config import Settings
 from app.resources import resources_of
+from app.settings import Settings
 
 
 def get_settings(request: Request) -> Settings:

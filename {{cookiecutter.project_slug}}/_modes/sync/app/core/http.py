@@ -12,14 +12,14 @@ from functools import partial
 import httpx
 
 from app.core.concurrency import run_in_thread
-from app.core.config import Settings
+from app.core.config import CoreSettings
 
 # The client of this mode (called from worker threads): what the lifespan opens and handlers get.
 HttpClient = httpx.Client
 
 
 @asynccontextmanager
-async def open_http_client(settings: Settings) -> AsyncIterator[HttpClient]:
+async def open_http_client(settings: CoreSettings) -> AsyncIterator[HttpClient]:
     make = partial(
         HttpClient,
         timeout=settings.http_timeout,

@@ -11,12 +11,12 @@ from sqlalchemy import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.concurrency import acquire_or_overload, run_in_thread
-from app.core.config import Settings
+from app.core.config import CoreSettings
 from app.db.server import announce, forgive_outage, require_utf8_on_connect
 from app.db.sqlite import configure_sqlite
 
 
-def create_engine(settings: Settings) -> Engine:
+def create_engine(settings: CoreSettings) -> Engine:
     url = make_url(settings.database_url)
     engine_options = {
         # A fixed pool: connections are opened once and reused, never churned under load.
@@ -74,7 +74,7 @@ class Database:
 
 
 @asynccontextmanager
-async def open_database(settings: Settings) -> AsyncIterator[Database]:
+async def open_database(settings: CoreSettings) -> AsyncIterator[Database]:
     """Create the engine for the app's lifespan and dispose of it (closing connections) after."""
     # Creating an engine imports its driver and reads files: keep it off the event loop.
     engine = await run_in_thread(create_engine, settings)
