@@ -306,19 +306,16 @@ def test_static_layer_flags_blocking_calls_in_async_def(baked: Path, tmp_path: P
 
 
 def test_behavioural_test_catches_cpu_work_on_the_loop(baked: Path, tmp_path: Path) -> None:
-    """Primes computed inline in `async def`: /health waits. The lag limit is lifted here, to
-    show that the behavioural test catches it on its own."""
+    """The CPU probe computing inline in `async def`: /health waits. The lag limit is lifted
+    here, to show that the behavioural test catches it on its own."""
     project = tmp_path / baked.name
     shutil.copytree(baked, project)
-    route = project / "app/api/routes/examples.py"
+    route = project / "tests/probes.py"
     source = route.read_text()
     inline = (
-        source.replace(
-            "await unless_disconnected(request, pool.run(count_primes_below, below))",
-            "count_primes_below(below)",
-        )
-        .replace("pool.call(count_primes_below, below)", "count_primes_below(below)")
-        .replace("def count_primes(", "async def count_primes(")
+        source.replace("await pool.run(burn, seconds)", "burn(seconds)")
+        .replace("pool.call(burn, seconds)", "burn(seconds)")
+        .replace("def cpu(", "async def cpu(")
         .replace("async async def", "async def")
     )
     assert inline != source
