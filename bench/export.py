@@ -59,7 +59,7 @@ def peak_kib(pid: int) -> int:
 
 def measure(project: Path, url: str) -> dict[str, float]:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "PROCESS_POOL_WORKERS": "1", "LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "DATABASE_URL": url, "CPU_WORKERS": "1", "LOG_LEVEL": "WARNING"}
     command, env = production(env, port)
     with tempfile.TemporaryFile(mode="w+") as log:
         server = subprocess.Popen(command, cwd=project, env=env, stdout=log, stderr=log, text=True)

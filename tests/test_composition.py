@@ -55,7 +55,7 @@ def test_two_database_dependencies_hold_one_connection(
     """A pool of 2 and 100 requests at once, each taking a session and a read connection:
     were each to hold one connection and wait for a second, all would wait (503s)."""
     project, url = composed(baked, tmp_path, database, request)
-    env = clean_env(DATABASE_URL=url, DB_POOL_SIZE="2", PROCESS_POOL_WORKERS="1")
+    env = clean_env(DATABASE_URL=url, DB_POOL_SIZE="2", CPU_WORKERS="1")
     migrated = run(sys.executable, "-m", "alembic", "upgrade", "head", cwd=project, env=env)
     assert migrated.returncode == 0, migrated.stderr
     with serving(production(), project, env) as client:
@@ -121,7 +121,7 @@ def test_a_large_export_streams_in_constant_memory(
     """50,000 rows out of the database, served: every row arrives, and the server's peak memory
     grows by far less than the rows would take held at once."""
     project, url = composed(baked, tmp_path, database, request)
-    env = clean_env(DATABASE_URL=url, PROCESS_POOL_WORKERS="1")
+    env = clean_env(DATABASE_URL=url, CPU_WORKERS="1")
     migrated = run(sys.executable, "-m", "alembic", "upgrade", "head", cwd=project, env=env)
     assert migrated.returncode == 0, migrated.stderr
     insert_items(url, EXPORTED)

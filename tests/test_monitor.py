@@ -64,7 +64,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(baked: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp_path = tmp_path_factory.mktemp("monitor")
-    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}", PROCESS_POOL_WORKERS="1")
+    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}", CPU_WORKERS="1")
     project = with_stalling_routes(baked, tmp_path, env)
     log = tmp_path / "server.log"
     with serving(production(), project, env, log_path=log) as client:
@@ -135,7 +135,7 @@ def test_metrics_count_requests_by_route_template_and_sample_the_pools(served: S
 
 
 def test_a_clean_load_of_30_seconds_logs_no_stall(baked: Path, tmp_path: Path) -> None:
-    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}", PROCESS_POOL_WORKERS="1")
+    env = clean_env(DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}", CPU_WORKERS="1")
     project = migrated_copy(baked, tmp_path, env)
     log = tmp_path / "server.log"
     with serving(production(), project, env, log_path=log) as client:
@@ -162,7 +162,7 @@ def test_metrics_add_up_over_two_workers(baked: Path, tmp_path: Path) -> None:
     shared.mkdir()
     env = clean_env(
         DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}",
-        PROCESS_POOL_WORKERS="1",
+        CPU_WORKERS="1",
         PROMETHEUS_MULTIPROC_DIR=str(shared),
         WEB_CONCURRENCY="2",
     )
@@ -182,7 +182,7 @@ def test_metrics_add_up_over_two_workers(baked: Path, tmp_path: Path) -> None:
 def test_json_logs_carry_each_requests_id(baked: Path, tmp_path: Path) -> None:
     env = clean_env(
         DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}",
-        PROCESS_POOL_WORKERS="1",
+        CPU_WORKERS="1",
         LOG_FORMAT="json",
     )
     project = migrated_copy(baked, tmp_path, env)

@@ -30,7 +30,7 @@ def test_a_database_not_in_utf8_is_refused_at_start_up(
     baked: Path, postgres_admin_url: str
 ) -> None:
     url = create_database(postgres_admin_url, f"latin1_{mode_of(baked)}", encoding="LATIN1")
-    env = clean_env(DATABASE_URL=url, PROCESS_POOL_WORKERS="1", PORT="0")
+    env = clean_env(DATABASE_URL=url, CPU_WORKERS="1", PORT="0")
     result = run(*production(), cwd=baked, env=env, timeout=60)
     assert result.returncode != 0, result.stdout
     assert "stores text as LATIN1, not UTF-8" in result.stdout + result.stderr
@@ -46,7 +46,7 @@ def test_a_database_down_at_start_up_and_not_in_utf8_once_up_is_refused_with_503
     port = free_port()  # where the database will appear: closed at start-up
     env = clean_env(
         DATABASE_URL=real.set(host="127.0.0.1", port=port).render_as_string(hide_password=False),
-        PROCESS_POOL_WORKERS="1",
+        CPU_WORKERS="1",
     )
     log = tmp_path / "server.log"
     with serving(production(), baked, env, log_path=log) as client:
@@ -107,7 +107,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
         REQUEST_BODY_TIMEOUT=str(BODY_TIMEOUT),
         # Proxy headers are trusted from this address only, from which nothing connects.
         FORWARDED_ALLOW_IPS="127.0.0.2",
-        PROCESS_POOL_WORKERS="1",
+        CPU_WORKERS="1",
     )
     # A thousand sockets here, a thousand in the server: more than the usual soft limit of 1024.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -295,7 +295,7 @@ def test_on_sigterm_a_request_in_flight_gets_its_answer_then_the_server_stops(
     env = clean_env(
         DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}",
         REQUEST_BODY_TIMEOUT="2",
-        PROCESS_POOL_WORKERS="1",
+        CPU_WORKERS="1",
     )
     project = migrated_copy(bake(tmp_path / "bake", database_access="async"), tmp_path, env)
     log = tmp_path / "server.log"

@@ -85,7 +85,7 @@ def queued(
         DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}",
         CPU_BACKEND="celery",
         CELERY_BROKER_URL=broker,
-        PROCESS_POOL_WORKERS="1",
+        CPU_WORKERS="1",
         CPU_QUEUE_SIZE="2",
         CPU_JOB_TIMEOUT="60",
     )
@@ -144,7 +144,7 @@ def test_health_stays_fast_while_the_queue_is_busy_and_a_full_queue_is_refused(
     for thread in threads:
         thread.join()
     assert max(latencies) < 0.2, latencies
-    # One job runs and two wait (PROCESS_POOL_WORKERS + CPU_QUEUE_SIZE); two are refused.
+    # One job runs and two wait (CPU_WORKERS + CPU_QUEUE_SIZE); two are refused.
     statuses = sorted(answer.status_code for answer in answers)
     assert statuses == [200, 200, 200, 503, 503], [answer.text for answer in answers]
 

@@ -114,7 +114,7 @@ def test_the_loop_guard_is_one_file_that_names_nothing_of_a_project() -> None:
     assert not any((MODES / mode / "tests/loop_guard.py").exists() for mode in ("async", "sync"))
     assert "{{" not in guard
     assert "{%" not in guard
-    for name in ("app.core", "run_in_thread", "HttpClientDep", "ProcessPoolDep", "stalls.py"):
+    for name in ("app.core", "run_in_thread", "HttpClientDep", "CpuDep", "stalls.py"):
         assert name not in guard, name
     assert "`cruft update` updates it" in guard
     assert "loop_guard_advice = [" in (PROJECT / "pyproject.toml").read_text()

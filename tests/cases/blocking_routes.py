@@ -53,7 +53,7 @@ from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from app.api.deps import HttpClientDep, ProcessPoolDep, SessionDep
+from app.api.deps import HttpClientDep, CpuDep, SessionDep
 from app.core.concurrency import run_in_thread
 
 router = APIRouter(prefix="/blocking", tags=["blocking"])
@@ -350,7 +350,7 @@ async def sleep_in_thread() -> dict[str, str]:
 
 
 @router.get("/cpu-in-process-pool")
-async def cpu_in_process_pool(pool: ProcessPoolDep) -> dict[str, int]:
+async def cpu_in_process_pool(pool: CpuDep) -> dict[str, int]:
     return {"count": await pool.run(compute, HOLD)}
 
 

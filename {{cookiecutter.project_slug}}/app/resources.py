@@ -34,7 +34,7 @@ def resources_of(app: Starlette) -> Resources:
 
 def open_cpu_workers(settings: Settings) -> AbstractAsyncContextManager[CpuWorkers]:
     """The process pool, or with CPU_BACKEND=celery the task queue, for CPU-bound jobs."""
-    workers, queue_size = settings.process_pool_workers, settings.cpu_queue_size
+    workers, queue_size = settings.cpu_workers, settings.cpu_queue_size
     time_limit = settings.cpu_job_timeout
     if settings.cpu_backend == "celery":
         return open_task_queue(

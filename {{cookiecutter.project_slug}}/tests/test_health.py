@@ -27,7 +27,7 @@ async def test_a_database_that_is_down_gives_a_fast_503_not_a_500() -> None:
     settings = IsolatedSettings(
         database_url="postgresql://nobody@127.0.0.1:1/nothing",
         db_connect_timeout=1,
-        process_pool_workers=1,
+        cpu_workers=1,
     )
     app = probed(create_app(settings))
     async with (
@@ -57,7 +57,7 @@ async def test_an_outage_is_logged_without_forged_lines_or_secrets(
     settings = IsolatedSettings(
         database_url="postgresql://nobody:s3cret-pass@127.0.0.1:1/nothing",
         db_connect_timeout=1,
-        process_pool_workers=1,
+        cpu_workers=1,
     )
     app = probed(create_app(settings))
     # A path that would start a new, forged log line and colour the terminal, if logged as is.

@@ -23,7 +23,7 @@ CPU = "/probes/cpu"
 @asynccontextmanager
 async def serving(settings: Settings, **changes: Any) -> AsyncIterator[AsyncClient]:
     """A client of a new app on the test database, with these settings changed."""
-    fields = {"database_url": settings.database_url, "process_pool_workers": 1, **changes}
+    fields = {"database_url": settings.database_url, "cpu_workers": 1, **changes}
     app = probed(create_app(IsolatedSettings(**fields)))
     async with (
         LifespanManager(app),

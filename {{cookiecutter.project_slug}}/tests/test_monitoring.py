@@ -29,7 +29,7 @@ async def test_a_sane_request_id_is_kept_and_any_other_replaced(client: AsyncCli
 async def test_log_records_of_a_request_carry_its_id(caplog: pytest.LogCaptureFixture) -> None:
     # Nothing listens on port 1 of the loopback interface: the request logs an outage.
     settings = IsolatedSettings(
-        database_url="postgresql://nobody@127.0.0.1:1/nothing", process_pool_workers=1
+        database_url="postgresql://nobody@127.0.0.1:1/nothing", cpu_workers=1
     )
     app = create_app(settings)
     async with LifespanManager(app):

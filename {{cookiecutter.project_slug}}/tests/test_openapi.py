@@ -11,12 +11,12 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from app.api.deps import get_process_pool
+from app.api.deps import get_cpu_workers
 from app.api.session import open_request_connection
 
 # Dependencies on what can be down or full (the database, the CPU workers): a route that takes
 # one answers 503 then, and says so (`responses=UNAVAILABLE`, on the route or its router).
-MAY_BE_UNAVAILABLE: set[Callable[..., Any]] = {open_request_connection, get_process_pool}
+MAY_BE_UNAVAILABLE: set[Callable[..., Any]] = {open_request_connection, get_cpu_workers}
 
 BODY, UNAVAILABLE = {"400", "408", "413", "422"}, {"503"}
 

@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from app.core.concurrency import usable_cpus
 from app.factory import create_app
+from app.settings import Settings
 from tests.settings import IsolatedSettings
 
 
@@ -20,12 +21,21 @@ def test_a_mistyped_url_never_shows_its_password() -> None:
     assert "s3cret-pass" not in message
 
 
+def test_a_renamed_setting_is_refused_with_its_new_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROCESS_POOL_WORKERS", "2")
+    with pytest.raises(ValidationError, match="PROCESS_POOL_WORKERS was renamed: set CPU_WORKERS"):
+        Settings(_env_file=None)
+    monkeypatch.delenv("PROCESS_POOL_WORKERS")
+    monkeypatch.setenv("CPU_WORKERS", "2")
+    assert Settings(_env_file=None).cpu_workers == 2
+
+
 async def test_the_start_up_log_names_the_database_with_its_password_masked(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Nothing listens on port 1 of the loopback interface: the app starts all the same.
     settings = IsolatedSettings(
-        database_url="postgresql://app:s3cret-pass@127.0.0.1:1/app", process_pool_workers=1
+        database_url="postgresql://app:s3cret-pass@127.0.0.1:1/app", cpu_workers=1
     )
     caplog.set_level(logging.INFO, logger="app")
     async with LifespanManager(create_app(settings)):
@@ -58,4 +68,4 @@ def test_each_server_process_gets_its_share_of_the_cpus() -> None:
     cpus = usable_cpus()
     for workers in (1, 2, 4):
         settings = IsolatedSettings(web_concurrency=workers)
-        assert settings.process_pool_workers == max(1, cpus // workers - 1)
+        assert settings.cpu_workers == max(1, cpus // workers - 1)

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api.deps import ProcessPoolDep
+from app.api.deps import CpuDep
 
 router = APIRouter(prefix="/jobs")
 
@@ -12,7 +12,7 @@ def explode(message: str) -> int:
 
 
 @router.get("/explode")
-async def explode_on_a_worker(pool: ProcessPoolDep) -> dict[str, str]:
+async def explode_on_a_worker(pool: CpuDep) -> dict[str, str]:
     try:
         await pool.run(explode, "boom from the worker")
     except ValueError as error:

@@ -25,7 +25,7 @@ def _split_commas(value: object) -> object:
 CommaSeparated = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
 
 
-def _process_pool_share(fields: dict[str, Any]) -> int:
+def _cpu_workers_share(fields: dict[str, Any]) -> int:
     """This server process's share of the CPUs, less one for its event loop."""
     workers: int = fields["web_concurrency"]
     return max(1, usable_cpus() // workers - 1)
@@ -106,15 +106,18 @@ class CoreSettings(BaseSettings):
     # Pure-Python CPU work (see app.core.concurrency): worker processes (by default this server
     # process's share of the CPUs it may use, less one for its event loop), jobs that may wait
     # for a worker before new ones are refused (503), and each job's time limit in seconds.
-    process_pool_workers: int = Field(default_factory=_process_pool_share, ge=1)
+    cpu_workers: int = Field(default_factory=_cpu_workers_share, ge=1)
     cpu_queue_size: int = Field(default=4, ge=0)
     cpu_job_timeout: float = Field(default=30.0, gt=0)
     # Where that work runs: `processes`, this machine's process pool (needing nothing), or
     # `celery`, the workers of a task queue whose broker is CELERY_BROKER_URL (a Redis URL; see
-    # app.core.task_queue). With `celery`, PROCESS_POOL_WORKERS counts this process's jobs
+    # app.core.task_queue). With `celery`, CPU_WORKERS counts this process's jobs
     # that workers run at once.
     cpu_backend: Literal["processes", "celery"] = "processes"
     celery_broker_url: str = ""
+    # The old name of CPU_WORKERS, read only to refuse it: a deployment that still sets it learns
+    # of the rename at start-up, instead of running with the default.
+    process_pool_workers: int | None = Field(default=None, exclude=True, repr=False)
 
     # The shared client for calls to other services (HttpClientDep): seconds for each step of a
     # call (connecting, sending, each read, waiting for a free connection), and its pool.
@@ -128,6 +131,12 @@ class CoreSettings(BaseSettings):
     # holds no request open for long.
     max_request_body_bytes: int = Field(default=256 * 1024, ge=1024)
     request_body_timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _no_renamed_setting(self) -> Self:
+        if self.process_pool_workers is not None:
+            raise ValueError("PROCESS_POOL_WORKERS was renamed: set CPU_WORKERS instead")
+        return self
 
     @model_validator(mode="after")
     def _task_queue_has_a_broker(self) -> Self:

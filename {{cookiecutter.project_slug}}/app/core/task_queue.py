@@ -7,7 +7,7 @@ code, so `func` is one of this project's module-level functions: a worker import
 and calls it with the arguments, which travel as JSON, as the result does (the contract of
 app.core.concurrency, which the process pool checks too).
 
-The admission rule is the process pool's: at most PROCESS_POOL_WORKERS + CPU_QUEUE_SIZE jobs of
+The admission rule is the process pool's: at most CPU_WORKERS + CPU_QUEUE_SIZE jobs of
 a server process are in flight, and one more is refused at once (503). A job waits at most
 CPU_JOB_TIMEOUT seconds for its result. A worker process that dies while it runs a job hands
 the job back to the queue (late acknowledgement), so another worker runs it again; if no worker

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import String, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from app.api.deps import ProcessPoolDep, ReadConnectionDep, SessionDep
+from app.api.deps import CpuDep, ReadConnectionDep, SessionDep
 from app.api.errors import UNAVAILABLE
 
 
@@ -44,7 +44,7 @@ router = APIRouter(prefix="/probes", include_in_schema=False, responses=UNAVAILA
 
 
 @router.get("/cpu")
-def cpu(seconds: float, pool: ProcessPoolDep) -> dict[str, float]:
+def cpu(seconds: float, pool: CpuDep) -> dict[str, float]:
     return {"spent": pool.call(burn, seconds)}
 
 

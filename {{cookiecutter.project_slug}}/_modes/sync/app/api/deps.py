@@ -17,7 +17,7 @@ def get_settings(request: Request) -> Settings:
     return resources_of(request.app).settings
 
 
-def get_process_pool(request: Request) -> CpuWorkers:
+def get_cpu_workers(request: Request) -> CpuWorkers:
     return resources_of(request.app).cpu_workers
 
 
@@ -26,7 +26,7 @@ def get_http_client(request: Request) -> httpx.Client:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ProcessPoolDep = Annotated[CpuWorkers, Depends(get_process_pool)]
+CpuDep = Annotated[CpuWorkers, Depends(get_cpu_workers)]
 # The app's one client for calls to other services (app/core/http.py); tests stub it.
 HttpClientDep = Annotated[httpx.Client, Depends(get_http_client)]
 # scope="function": commit before the response is sent, so a failed commit is an error response.

@@ -2,7 +2,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from app.api.deps import ProcessPoolDep
+from app.api.deps import CpuDep
 from app.api.disconnect import unless_disconnected
 from app.api.errors import UNAVAILABLE
 from app.schemas.examples import PrimeCount
@@ -13,7 +13,7 @@ router = APIRouter(prefix="/examples", tags=["examples"])
 
 @router.get("/primes", responses=UNAVAILABLE)
 async def count_primes(
-    below: Annotated[int, Query(ge=2, le=10_000_000)], pool: ProcessPoolDep, request: Request
+    below: Annotated[int, Query(ge=2, le=10_000_000)], pool: CpuDep, request: Request
 ) -> PrimeCount:
     """Count the primes below `below`: CPU-bound work, done in the process pool.
 
