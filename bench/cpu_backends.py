@@ -142,7 +142,7 @@ def main() -> None:
         sys.exit("needs PostgreSQL's server binaries, wrk and redis-server")
     work = Path(tempfile.mkdtemp(prefix="bench-queue-"))
     try:
-        project = bake(work, "async")
+        project = bake(work, "async", task_queue="celery")
         with throwaway_postgres(bindir, "max_connections=300") as server, redis() as broker:
             url = prepare_database(server.url, project)
             env = {**os.environ, "DATABASE_URL": url, "CELERY_BROKER_URL": broker}

@@ -134,14 +134,15 @@ def rotated(items: list[T], round_: int, rounds: int) -> list[T]:
     return items[shift:] + items[:shift]
 
 
-def bake(work: Path, mode: str) -> Path:
+def bake(work: Path, mode: str, task_queue: str = "none") -> Path:
     config = work / "cookiecutter.yaml"
     config.write_text(f"cookiecutters_dir: {work / 'cc'}\nreplay_dir: {work / 'replay'}\n")
+    answers = {"database_access": mode, "task_queue": task_queue, "project_slug": f"bench-{mode}"}
     return Path(
         cookiecutter(
             str(ROOT),
             no_input=True,
-            extra_context={"database_access": mode, "project_slug": f"bench-{mode}"},
+            extra_context=answers,
             output_dir=str(work),
             config_file=str(config),
         )

@@ -48,6 +48,11 @@ CHECKS = {
         "async or sync",
         "async",
     ),
+    "task_queue": (
+        lambda v: v in ("none", "celery"),
+        "none or celery",
+        "none",
+    ),
     "python_version": (
         lambda v: v in SUPPORTED_PYTHONS,
         "one of " + ", ".join(SUPPORTED_PYTHONS),

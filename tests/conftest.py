@@ -16,6 +16,15 @@ def baked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     return bake(tmp_path_factory.mktemp(f"bake-{request.param}"), database_access=request.param)
 
 
+@pytest.fixture(scope="session", params=MODES, ids=[f"database_access:{m}" for m in MODES])
+def baked_with_queue(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A bake with the task queue (task_queue=celery), otherwise as `baked`."""
+    output = tmp_path_factory.mktemp(f"bake-{request.param}-celery")
+    return bake(output, database_access=request.param, task_queue="celery")
+
+
 @pytest.fixture(scope="session")
 def postgres_admin_url() -> Iterator[str]:
     """A server the tests may create databases on: TEST_POSTGRES_URL, or a throwaway one."""

@@ -30,14 +30,43 @@ def project_files(project: Path) -> list[Path]:
     return sorted(p for p in project.rglob("*") if p.is_file() and not TOOL_OUTPUT & set(p.parts))
 
 
-def test_no_template_syntax_is_left(baked: Path) -> None:
-    leftovers = [
-        f"{path.relative_to(baked)}: {line.strip()}"
-        for path in project_files(baked)
+def template_leftovers(project: Path) -> list[str]:
+    return [
+        f"{path.relative_to(project)}: {line.strip()}"
+        for path in project_files(project)
         for line in path.read_text().splitlines()
         if TEMPLATE_SYNTAX.search(line) and "${{" not in line  # GitHub's own expressions
     ]
-    assert leftovers == []
+
+
+def test_no_template_syntax_is_left(baked: Path) -> None:
+    assert template_leftovers(baked) == []
+
+
+QUEUE_FILES = ["app/core/task_queue.py", "app/worker.py", "tests/test_task_queue.py"]
+
+
+def test_the_task_queue_comes_only_when_chosen(baked: Path, baked_with_queue: Path) -> None:
+    """task_queue=none (the default): no Celery dependency, module, compose service or setting;
+    task_queue=celery: all of them, and compose runs the queue."""
+    for relative in QUEUE_FILES:
+        assert not (baked / relative).exists(), relative
+        assert (baked_with_queue / relative).is_file(), relative
+    assert not (baked / "_options").exists()
+    assert not (baked_with_queue / "_options").exists()
+    assert template_leftovers(baked_with_queue) == []
+    words = re.compile(r"celery|redis|cpu_backend|broker", re.IGNORECASE)
+    for relative in ["pyproject.toml", "compose.yaml", ".env.example", "app/core/config.py"]:
+        assert not words.search((baked / relative).read_text()), relative
+        assert words.search((baked_with_queue / relative).read_text()), relative
+    services = yaml.safe_load((baked_with_queue / "compose.yaml").read_text())["services"]
+    assert {"redis", "worker"} <= set(services)
+    assert services["app"]["environment"]["CPU_BACKEND"] == "celery"
+    assert set(yaml.safe_load((baked / "compose.yaml").read_text())["services"]) == {
+        "db",
+        "migrate",
+        "app",
+    }
 
 
 def test_no_file_or_word_of_the_other_mode(baked: Path) -> None:
@@ -107,6 +136,18 @@ def test_async_handlers_only_in_async_mode(baked: Path) -> None:
 )
 def test_lint_and_type_check_pass(baked: Path, command: list[str]) -> None:
     result = run(sys.executable, "-m", *command, cwd=baked)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy", "."]],
+    ids=["ruff-check", "ruff-format", "mypy-strict"],
+)
+def test_lint_and_type_check_pass_with_the_task_queue(
+    baked_with_queue: Path, command: list[str]
+) -> None:
+    result = run(sys.executable, "-m", *command, cwd=baked_with_queue)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

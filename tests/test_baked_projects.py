@@ -24,17 +24,28 @@ def database_url(database: str, project: Path, name: str, request: pytest.Fixtur
 
 
 def test_own_test_suite_passes(baked: Path, database: str, request: pytest.FixtureRequest) -> None:
-    mode = mode_of(baked)
+    passes_its_own_suite(baked, database, request)
+
+
+def test_own_test_suite_passes_with_the_task_queue(
+    baked_with_queue: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    passes_its_own_suite(baked_with_queue, database, request)
+
+
+def passes_its_own_suite(project: Path, database: str, request: pytest.FixtureRequest) -> None:
+    mode = mode_of(project)
+    name = f"suite_{mode}_{project.parent.name.replace('-', '_')}"
     env = clean_env()
     options = ["-q", "-p", "no:cacheprovider"]
     if database == "postgresql":
-        env["TEST_DATABASE_URL"] = database_url(database, baked, f"suite_{mode}", request)
+        env["TEST_DATABASE_URL"] = database_url(database, project, name, request)
     else:  # under coverage, as CI usually runs it: its tracer is not the app's blocking
         options.append("--cov=app")
         env["COVERAGE_FILE"] = str(request.getfixturevalue("tmp_path") / ".coverage")
-    result = run(sys.executable, "-m", "pytest", *options, cwd=baked, env=env)
+    result = run(sys.executable, "-m", "pytest", *options, cwd=project, env=env)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    print(f"{mode} on {database}: {summary}")
+    print(f"{project.parent.name} on {database}: {summary}")
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
     assert " passed" in summary
     assert "failed" not in summary

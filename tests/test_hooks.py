@@ -118,6 +118,13 @@ def test_an_unknown_database_access_lists_the_choices(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_unknown_task_queue_lists_the_choices(tmp_path: Path) -> None:
+    result = bake_cli(tmp_path, "task_queue=rq")
+    assert result.returncode != 0
+    assert "the choices are ['none', 'celery']" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_answers_are_data_not_code(tmp_path: Path) -> None:
     """A hostile answer is not executed by the hooks: it ends up, as text, in the project."""
     hostile = "x'''); __import__('pathlib').Path('PWNED').touch() #"

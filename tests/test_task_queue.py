@@ -78,7 +78,7 @@ class Worker:
 
 @pytest.fixture(scope="module")
 def queued(
-    baked: Path, broker: str, tmp_path_factory: pytest.TempPathFactory
+    baked_with_queue: Path, broker: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[httpx.Client, Worker]]:
     tmp_path = tmp_path_factory.mktemp("queue")
     env = clean_env(
@@ -89,7 +89,7 @@ def queued(
         CPU_QUEUE_SIZE="2",
         CPU_JOB_TIMEOUT="60",
     )
-    project = migrated_copy(baked, tmp_path, env)
+    project = migrated_copy(baked_with_queue, tmp_path, env)
     shutil.copy(CASES / "jobs.py", project / "app" / "api" / "routes" / "jobs.py")
     router = project / "app" / "api" / "router.py"
     added = "from app.api.routes import jobs  # noqa: E402\n\nrouter.include_router(jobs.router)"
@@ -183,13 +183,13 @@ def test_a_job_past_its_limit_is_killed_on_the_worker(
     assert "Hard time limit" in log or "Terminating" in log or "SIGKILL" in log, log[-3000:]
 
 
-def test_a_broker_that_is_down_answers_503(baked: Path, tmp_path: Path) -> None:
+def test_a_broker_that_is_down_answers_503(baked_with_queue: Path, tmp_path: Path) -> None:
     env = clean_env(
         DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}",
         CPU_BACKEND="celery",
         CELERY_BROKER_URL="redis://127.0.0.1:1/0",  # nothing listens on port 1 of loopback
     )
-    project = migrated_copy(baked, tmp_path, env)
+    project = migrated_copy(baked_with_queue, tmp_path, env)
     with serving(production(), project, env) as client:
         started = time.monotonic()
         answer = primes(client, 1000)

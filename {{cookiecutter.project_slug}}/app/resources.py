@@ -13,7 +13,9 @@ from starlette.applications import Starlette
 
 from app.core.concurrency import CpuWorkers, open_process_pool
 from app.core.http import HttpClient, open_http_client
+{%- if cookiecutter.task_queue == "celery" %}
 from app.core.task_queue import open_task_queue
+{%- endif %}
 from app.db.engine import Database, open_database
 from app.settings import Settings
 
@@ -33,9 +35,14 @@ def resources_of(app: Starlette) -> Resources:
 
 
 def open_cpu_workers(settings: Settings) -> AbstractAsyncContextManager[CpuWorkers]:
+{%- if cookiecutter.task_queue == "celery" %}
     """The process pool, or with CPU_BACKEND=celery the task queue, for CPU-bound jobs."""
+{%- else %}
+    """The process pool, for CPU-bound jobs."""
+{%- endif %}
     workers, queue_size = settings.cpu_workers, settings.cpu_queue_size
     time_limit = settings.cpu_job_timeout
+{%- if cookiecutter.task_queue == "celery" %}
     if settings.cpu_backend == "celery":
         return open_task_queue(
             settings.celery_broker_url,
@@ -43,6 +50,7 @@ def open_cpu_workers(settings: Settings) -> AbstractAsyncContextManager[CpuWorke
             queue_size=queue_size,
             time_limit=time_limit,
         )
+{%- endif %}
     return open_process_pool(workers, queue_size=queue_size, time_limit=time_limit)
 
 

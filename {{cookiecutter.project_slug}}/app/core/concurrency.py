@@ -8,14 +8,14 @@ them computes or waits on a blocking call, no other request makes progress. Pick
 - Pure-Python CPU work holds the GIL, so a thread would still slow the loop down: send it to the
   app's CPU workers, `await pool.run(func, ...)` from `async def` code, or `pool.call(func, ...)`
   from `def` code (which FastAPI already runs in a worker thread).
-
-A CPU job keeps one contract, whichever backend runs it (the local `ProcessPool`, or the task
-queue with CPU_BACKEND=celery): `func` is a module-level function, and its arguments and its
-result are what JSON carries unchanged (numbers, strings, booleans, None, lists, and dicts with
-string keys; no tuples, sets or objects). Both backends check it, so a job that passes the tests
-on the process pool also runs on the queue; a job that breaks it raises `JobContractError`.
 - Plain `def` handlers and dependencies need neither for blocking calls: FastAPI runs them in its
   thread pool.
+
+A CPU job keeps one contract: `func` is a module-level function, and its arguments and its
+result are what JSON carries unchanged (numbers, strings, booleans, None, lists, and dicts with
+string keys; no tuples, sets or objects). The process pool checks it, so a job that passes the
+tests runs the same on a task queue's workers, which carry jobs as JSON; a job that breaks it
+raises `JobContractError`.
 
 Work that does not fit is refused, not queued without bound: a full CPU queue, or a wait for a
 scarce resource longer than its timeout, raises `OverloadedError` (answered with 503 and
@@ -183,8 +183,8 @@ class Admission:
 
 
 class CpuWorkers(Protocol):
-    """Where CPU-bound jobs run: the local `ProcessPool`, or a task queue's workers
-    (app.core.task_queue, CPU_BACKEND=celery). Call sites use only this."""
+    """Where CPU-bound jobs run: the local `ProcessPool`, or any backend with these methods (a
+    task queue's workers). Call sites use only this."""
 
     workers: int
 

@@ -3,7 +3,11 @@
 `app/settings.py`, which extends these."""
 
 from pathlib import Path
+{% if cookiecutter.task_queue == "celery" -%}
 from typing import Annotated, Any, Literal, Self
+{%- else -%}
+from typing import Annotated, Any, Self
+{%- endif %}
 
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -109,12 +113,14 @@ class CoreSettings(BaseSettings):
     cpu_workers: int = Field(default_factory=_cpu_workers_share, ge=1)
     cpu_queue_size: int = Field(default=4, ge=0)
     cpu_job_timeout: float = Field(default=30.0, gt=0)
+{%- if cookiecutter.task_queue == "celery" %}
     # Where that work runs: `processes`, this machine's process pool (needing nothing), or
     # `celery`, the workers of a task queue whose broker is CELERY_BROKER_URL (a Redis URL; see
     # app.core.task_queue). With `celery`, CPU_WORKERS counts this process's jobs
     # that workers run at once.
     cpu_backend: Literal["processes", "celery"] = "processes"
     celery_broker_url: str = ""
+{%- endif %}
     # The old name of CPU_WORKERS, read only to refuse it: a deployment that still sets it learns
     # of the rename at start-up, instead of running with the default.
     process_pool_workers: int | None = Field(default=None, exclude=True, repr=False)
@@ -138,6 +144,8 @@ class CoreSettings(BaseSettings):
             raise ValueError("PROCESS_POOL_WORKERS was renamed: set CPU_WORKERS instead")
         return self
 
+{%- if cookiecutter.task_queue == "celery" %}
+
     @model_validator(mode="after")
     def _task_queue_has_a_broker(self) -> Self:
         if self.cpu_backend == "celery" and not self.celery_broker_url:
@@ -145,6 +153,7 @@ class CoreSettings(BaseSettings):
                 "CPU_BACKEND=celery needs CELERY_BROKER_URL, e.g. redis://127.0.0.1:6379/0"
             )
         return self
+{%- endif %}
 
     @model_validator(mode="after")
     def _connections_fit_the_budget(self) -> Self:
