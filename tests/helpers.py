@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import psycopg2
+import pytest
 import yaml
 from cookiecutter.main import cookiecutter
 
@@ -117,3 +118,31 @@ def workflow_hardening_problems(workflow: Path) -> list[str]:
         if any(step.get("with", {}).get("persist-credentials") is not False for step in checkouts):
             problems.append(f"job {name} checks out with persisted credentials")
     return problems
+
+
+def database_url(database: str, project: Path, name: str, request: pytest.FixtureRequest) -> str:
+    if database == "sqlite":
+        return f"sqlite:///{project / f'{name}.db'}"
+    admin_url: str = request.getfixturevalue("postgres_admin_url")
+    return create_database(admin_url, name)
+
+
+def passes_its_own_suite(project: Path, database: str, request: pytest.FixtureRequest) -> None:
+    """Run the project's own suite on `database` (SQLite under coverage, or a database of its own
+    on the tests' PostgreSQL server): green, with nothing skipped."""
+    mode = mode_of(project)
+    name = f"suite_{mode}_{project.parent.name.replace('-', '_')}"
+    env = clean_env()
+    options = ["-q", "-p", "no:cacheprovider"]
+    if database == "postgresql":
+        env["TEST_DATABASE_URL"] = database_url(database, project, name, request)
+    else:  # under coverage, as CI usually runs it: its tracer is not the app's blocking
+        options.append("--cov=app")
+        env["COVERAGE_FILE"] = str(request.getfixturevalue("tmp_path") / ".coverage")
+    result = run(sys.executable, "-m", "pytest", *options, cwd=project, env=env)
+    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    print(f"{project.parent.name} on {database}: {summary}")
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
+    assert " passed" in summary
+    assert "failed" not in summary
+    assert "skipped" not in summary

@@ -1,26 +1,27 @@
 """Each bake works: its own test suite passes on SQLite and PostgreSQL, and it serves over HTTP."""
 
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import DATABASES, MODES, bake, clean_env, create_database, mode_of, run
+from tests.helpers import (
+    DATABASES,
+    MODES,
+    bake,
+    clean_env,
+    database_url,
+    mode_of,
+    passes_its_own_suite,
+    run,
+)
 from tests.serve import migrated_copy, production, serving
 
 
 @pytest.fixture(scope="module", params=DATABASES, ids=[f"database:{d}" for d in DATABASES])
 def database(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-def database_url(database: str, project: Path, name: str, request: pytest.FixtureRequest) -> str:
-    if database == "sqlite":
-        return f"sqlite:///{project / f'{name}.db'}"
-    admin_url: str = request.getfixturevalue("postgres_admin_url")
-    return create_database(admin_url, name)
 
 
 def test_own_test_suite_passes(baked: Path, database: str, request: pytest.FixtureRequest) -> None:
@@ -31,25 +32,6 @@ def test_own_test_suite_passes_with_the_task_queue(
     baked_with_queue: Path, database: str, request: pytest.FixtureRequest
 ) -> None:
     passes_its_own_suite(baked_with_queue, database, request)
-
-
-def passes_its_own_suite(project: Path, database: str, request: pytest.FixtureRequest) -> None:
-    mode = mode_of(project)
-    name = f"suite_{mode}_{project.parent.name.replace('-', '_')}"
-    env = clean_env()
-    options = ["-q", "-p", "no:cacheprovider"]
-    if database == "postgresql":
-        env["TEST_DATABASE_URL"] = database_url(database, project, name, request)
-    else:  # under coverage, as CI usually runs it: its tracer is not the app's blocking
-        options.append("--cov=app")
-        env["COVERAGE_FILE"] = str(request.getfixturevalue("tmp_path") / ".coverage")
-    result = run(sys.executable, "-m", "pytest", *options, cwd=project, env=env)
-    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    print(f"{project.parent.name} on {database}: {summary}")
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
-    assert " passed" in summary
-    assert "failed" not in summary
-    assert "skipped" not in summary
 
 
 def test_migrates_and_serves_the_http_contract(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import DATABASES, clean_env, create_database, mode_of, run
+from tests.helpers import DATABASES, passes_its_own_suite, run
 
 MARK = "# the example"
 
@@ -59,14 +59,4 @@ def test_lint_and_type_check_pass(removed: Path, command: list[str]) -> None:
 def test_the_whole_suite_passes(
     removed: Path, database: str, request: pytest.FixtureRequest
 ) -> None:
-    env = clean_env()
-    if database == "postgresql":
-        admin_url: str = request.getfixturevalue("postgres_admin_url")
-        env["TEST_DATABASE_URL"] = create_database(admin_url, f"removed_{mode_of(removed)}")
-    options = ["-q", "-p", "no:cacheprovider"]
-    result = run(sys.executable, "-m", "pytest", *options, cwd=removed, env=env)
-    summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
-    print(f"{mode_of(removed)} without the example, on {database}: {summary}")
-    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-3000:]
-    assert " passed" in summary
-    assert "skipped" not in summary
+    passes_its_own_suite(removed, database, request)
