@@ -26,6 +26,7 @@ MECHANICAL = [
     "migrations/env.py",
     "tests/probes.py",
     "tests/test_conflicts.py",
+    "tests/test_http_client.py",
     "tests/test_migrations.py",
 ]
 UNASYNC = [
