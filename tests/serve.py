@@ -98,7 +98,12 @@ def serving(
         finally:
             del SERVERS[port]
             os.killpg(server.pid, signal.SIGINT)
-            server.wait(timeout=30)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # never leave a server behind: kill, then fail
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait()
+                raise AssertionError(f"no stop 30 s after SIGINT:\n{read(log)[-5000:]}") from None
         output = read(log)
     assert_stopped_gracefully(output)
 
