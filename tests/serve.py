@@ -82,7 +82,7 @@ def serving(
             stdout=log,
             stderr=subprocess.STDOUT,
             text=True,
-            start_new_session=True,  # to stop the whole process group (granian's workers)
+            start_new_session=True,  # a group of its own, to kill whatever is left of it
         )
         SERVERS[port] = server.pid
         try:
@@ -97,13 +97,16 @@ def serving(
                 yield client
         finally:
             del SERVERS[port]
-            os.killpg(server.pid, signal.SIGINT)
+            # As Docker and Kubernetes stop it: SIGTERM to the server process only, which stops
+            # its workers. Not to the whole group: granian 2.8.9 wedges about 1 worker in 100
+            # that gets two stop signals at once (3 in 5 when they come within 4 ms).
+            server.terminate()
             try:
                 server.wait(timeout=30)
             except subprocess.TimeoutExpired:  # never leave a server behind: kill, then fail
                 os.killpg(server.pid, signal.SIGKILL)
                 server.wait()
-                raise AssertionError(f"no stop 30 s after SIGINT:\n{read(log)[-5000:]}") from None
+                raise AssertionError(f"no stop 30 s after SIGTERM:\n{read(log)[-5000:]}") from None
         output = read(log)
     assert_stopped_gracefully(output)
 

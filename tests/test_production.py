@@ -2,6 +2,7 @@
 start-up, and the edges of its server, against clients that are slow, idle or malformed."""
 
 import contextlib
+import os
 import re
 import resource
 import selectors
@@ -20,7 +21,15 @@ from sqlalchemy import make_url
 
 from tests.helpers import bake, clean_env, create_database, mode_of, run
 from tests.postgres import free_port
-from tests.serve import answers, assert_stopped_gracefully, migrated_copy, production, serving
+from tests.serve import (
+    answers,
+    assert_stopped_gracefully,
+    children,
+    command_line,
+    migrated_copy,
+    production,
+    serving,
+)
 
 HEAD_TIMEOUT = 1.0  # seconds: the server's limits, made short for the tests
 BODY_TIMEOUT = 1.0
@@ -324,6 +333,61 @@ def test_on_sigterm_a_request_in_flight_gets_its_answer_then_the_server_stops(
     assert stopped < 10, f"stopped after {stopped:.1f} s"
     assert server.returncode == 0, log.read_text()[-3000:]
     assert_stopped_gracefully(log.read_text())
+
+
+def test_a_worker_that_will_not_stop_is_killed_after_the_kill_timeout(tmp_path: Path) -> None:
+    """A worker wedged at shutdown (here: frozen with SIGSTOP) does not hold the server for
+    ever: GRANIAN_WORKERS_KILL_TIMEOUT seconds after SIGTERM, granian kills it and exits."""
+    env = clean_env(
+        DATABASE_URL=f"sqlite:///{tmp_path / 'app.db'}",
+        CPU_WORKERS="1",
+        GRANIAN_WORKERS_KILL_TIMEOUT="2",
+    )
+    project = migrated_copy(bake(tmp_path / "bake", database_access="async"), tmp_path, env)
+    log = tmp_path / "server.log"
+    port = free_port()
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            production(),
+            cwd=project,
+            env={**env, "PORT": str(port)},
+            stdout=output,
+            stderr=output,
+            start_new_session=True,  # a group of its own, to kill whatever is left of it
+        )
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+                while not answers(client):
+                    assert server.poll() is None, log.read_text()
+                    time.sleep(0.2)
+            (worker,) = [pid for pid in children(server.pid) if "granian" in command_line(pid)]
+            os.kill(worker, signal.SIGSTOP)
+            stopping = time.monotonic()
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
+            stopped = time.monotonic() - stopping
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGKILL)
+    assert "Killing worker-1 after it refused to gracefully stop" in log.read_text()
+    assert 2 <= stopped < 10, f"stopped after {stopped:.1f} s"
+
+
+def test_the_kill_timeout_outlasts_every_requests_own_limit(baked: Path) -> None:
+    """Stopping kills no request that is within its limits: the default kill timeout is longer
+    than the longest of them (the CPU job's, the statement's, the body's)."""
+    serve = (baked / "scripts/serve.sh").read_text()
+    kill_timeout = re.search(
+        r'GRANIAN_WORKERS_KILL_TIMEOUT="\$\{GRANIAN_WORKERS_KILL_TIMEOUT:-(\d+)\}"', serve
+    )
+    assert kill_timeout, "serve.sh sets a default kill timeout"
+    config = (baked / "app/core/config.py").read_text()
+    limits = {}
+    for name in ("cpu_job_timeout", "db_statement_timeout", "request_body_timeout"):
+        default = re.search(rf"{name}: float = Field\(default=([\d.]+)", config)
+        assert default, f"{name} has a default in app/core/config.py"
+        limits[name] = float(default[1])
+    assert int(kill_timeout[1]) > max(limits.values()), limits
 
 
 def test_run_sh_and_the_image_serve_with_serve_sh(baked: Path) -> None:

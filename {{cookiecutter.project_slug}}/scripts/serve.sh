@@ -9,9 +9,10 @@
 # - up to 2,048 open connections a worker: idle and slow ones wait in granian, outside Python,
 #   and cost the app nothing (past it, new connections wait in the listen backlog);
 # - on SIGTERM or Ctrl-C, requests in flight finish first (each is bounded: the body deadline,
-#   CPU_JOB_TIMEOUT, the database's statement timeout), then the lifespan closes the pools. No
-#   GRANIAN_WORKERS_KILL_TIMEOUT: with one, granian 2.8 killed about 1 worker in 12 that was
-#   already stopping cleanly. Where a platform stops the container, its own timeout is the limit;
+#   CPU_JOB_TIMEOUT, the database's statement timeout), then the lifespan closes the pools. A
+#   worker still running 60 s after the signal is killed: granian 2.8 can wedge a worker that
+#   gets two stop signals at once, as Ctrl-C and a systemd stop send (one to every process,
+#   then granian's own). Where a platform stops the container, its own timeout comes first;
 # - one worker process per WEB_CONCURRENCY, on uvloop, with the app's own access log.
 # A request body must arrive within REQUEST_BODY_TIMEOUT seconds: the app enforces that.
 set -euo pipefail
@@ -29,6 +30,7 @@ export GRANIAN_HTTP1_HEADER_READ_TIMEOUT="${GRANIAN_HTTP1_HEADER_READ_TIMEOUT:-5
 export GRANIAN_HTTP1_BUFFER_SIZE="${GRANIAN_HTTP1_BUFFER_SIZE:-16384}"
 export GRANIAN_BACKPRESSURE="${GRANIAN_BACKPRESSURE:-2048}"
 export GRANIAN_RESPAWN_FAILED_WORKERS="${GRANIAN_RESPAWN_FAILED_WORKERS:-true}"
+export GRANIAN_WORKERS_KILL_TIMEOUT="${GRANIAN_WORKERS_KILL_TIMEOUT:-60}"
 if [ "${LOG_FORMAT:-text}" = json ]; then
     # granian's own lines (start, stop, workers) in the app's JSON format too.
     export GRANIAN_LOG_CONFIG="${GRANIAN_LOG_CONFIG:-$(dirname "$0")/granian-json-log.json}"
