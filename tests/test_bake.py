@@ -2,6 +2,7 @@
 
 import ast
 import re
+import shutil
 import sys
 import tomllib
 from pathlib import Path
@@ -87,6 +88,31 @@ def test_no_file_or_word_of_the_other_mode(baked: Path) -> None:
         if word in path.read_text()
     ]
     assert found == []
+
+
+def machinery_reaching_out(app: Path) -> list[str]:
+    """The imports of the machinery (`app/core/`) from the service's own code or its settings:
+    the machinery takes plain values, and only `config.py` declares settings."""
+    found = []
+    for module in sorted((app / "core").rglob("*.py")):
+        if module.name == "config.py":
+            continue
+        for line in module.read_text().splitlines():
+            if re.match(r"\s*(from|import) app\.(?!core\b)|\s*from app\.core\.config import", line):
+                found.append(f"{module.relative_to(app.parent)}: {line.strip()}")
+    return found
+
+
+def test_the_machinery_takes_plain_values_and_never_the_services_code(baked: Path) -> None:
+    assert machinery_reaching_out(baked / "app") == []
+
+
+def test_a_machinery_module_that_reads_the_settings_is_caught(baked: Path, tmp_path: Path) -> None:
+    app = tmp_path / "app"
+    shutil.copytree(baked / "app", app)
+    http = app / "core/http.py"
+    http.write_text("from app.settings import Settings\n" + http.read_text())
+    assert machinery_reaching_out(app) == ["app/core/http.py: from app.settings import Settings"]
 
 
 def test_no_empty_files(baked: Path) -> None:

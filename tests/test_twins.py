@@ -17,7 +17,7 @@ from tests.helpers import TEMPLATE, mode_of
 
 PROJECT = TEMPLATE / "{{cookiecutter.project_slug}}"
 MODES = PROJECT / "_modes"
-ASYNC_ONLY = {"app/api/disconnect.py", "tests/test_disconnect.py"}  # sync handlers run to the end
+ASYNC_ONLY = {"app/core/disconnect.py", "tests/test_disconnect.py"}  # sync handlers run to the end
 MECHANICAL = [
     "app/api/deps.py",
     "app/api/routes/items.py",

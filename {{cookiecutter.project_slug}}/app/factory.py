@@ -7,14 +7,14 @@ from fastapi import FastAPI
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.api.body_timeout import BodyTimeoutMiddleware
 from app.api.errors import add_error_handlers
-from app.api.request_context import RequestContextMiddleware, RequestsInFlight
 from app.api.router import router
 from app.api.routes import metrics
-from app.api.security_headers import SecurityHeadersMiddleware
 from app.core.logging import logging_off_the_loop
-from app.monitoring import watching
+from app.core.middleware.body_timeout import BodyTimeoutMiddleware
+from app.core.middleware.request_context import RequestContextMiddleware, RequestsInFlight
+from app.core.middleware.security_headers import SecurityHeadersMiddleware
+from app.core.monitoring import watching
 from app.resources import open_resources
 from app.settings import Settings
 
@@ -30,7 +30,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with (
             logging_off_the_loop(settings.log_level, settings.log_format),
             open_resources(settings) as resources,
-            watching(resources, in_flight),
+            watching(
+                resources,
+                in_flight,
+                stall_threshold=settings.stall_threshold,
+                report_stalls=settings.stall_monitor_enabled,
+                with_metrics=settings.metrics_enabled,
+                web_concurrency=settings.web_concurrency,
+            ),
         ):
             app.state.resources = resources
             yield

@@ -11,7 +11,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from httpx import ASGITransport, AsyncClient
 
-from app.api.request_context import route_template
+from app.core.middleware.request_context import route_template
 from app.core.stalls import Stall, StallMonitor, request_name
 from app.factory import create_app
 from app.settings import Settings
@@ -152,10 +152,10 @@ async def test_several_workers_without_a_shared_metrics_directory_are_warned_of(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = create_app(settings.model_copy(update={"web_concurrency": 2}))
-    with caplog.at_level(logging.WARNING, logger="app.monitoring"):
+    with caplog.at_level(logging.WARNING, logger="app.core.monitoring"):
         async with LifespanManager(app):
             pass
-    [warning] = [r.getMessage() for r in caplog.records if r.name == "app.monitoring"]
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "app.core.monitoring"]
     assert "PROMETHEUS_MULTIPROC_DIR is not set" in warning
 
 

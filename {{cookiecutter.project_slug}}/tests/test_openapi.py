@@ -12,7 +12,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 
 from app.api.deps import get_cpu_workers
-from app.api.session import open_request_connection
+from app.core.session import open_request_connection
 
 # Dependencies on what can be down or full (the database, the CPU workers): a route that takes
 # one answers 503 then, and says so (`responses=UNAVAILABLE`, on the route or its router).

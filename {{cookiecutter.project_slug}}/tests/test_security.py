@@ -5,7 +5,7 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
-from app.api.security_headers import SECURITY_HEADERS
+from app.core.middleware.security_headers import SECURITY_HEADERS
 from app.factory import create_app
 from app.settings import Settings
 from tests.probes import probed

@@ -15,14 +15,14 @@ from starlette.requests import ClientDisconnect
 
 from app.api.conflicts import CONFLICT_DETAILS
 from app.core.concurrency import JobFailedError, OverloadedError
-from app.core.logging import escaped
-from app.db.errors import (
+from app.core.db.errors import (
     ConstraintViolation,
     DatabaseUnavailableError,
     constraint_violation,
     is_outage,
 )
-from app.db.server import UnsupportedDatabaseError
+from app.core.db.server import UnsupportedDatabaseError
+from app.core.logging import escaped
 from app.schemas.errors import ErrorMessage
 
 logger = logging.getLogger(__name__)

@@ -24,7 +24,7 @@ from app.core.concurrency import run_in_thread
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
-# The id of the request being served (set by app.api.request_context), in this context:
+# The id of the request being served (set by app.core.middleware.request_context), in this context:
 # tasks and worker threads started for the request inherit it.
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 

@@ -13,8 +13,9 @@ from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import Connection
 from sqlalchemy.types import TypeDecorator
 
-from app.db.engine import create_engine
+from app.core.db.engine import create_engine
 from app.models import Base
+from app.resources import database_options
 from app.settings import Settings
 
 config = context.config
@@ -45,7 +46,7 @@ def run_migrations(connection: Connection) -> None:
 
 
 async def run_migrations_on_engine() -> None:
-    engine = create_engine(Settings())
+    engine = create_engine(database_options(Settings()))
     try:
         async with engine.connect() as connection:
             await connection.run_sync(run_migrations)

@@ -14,10 +14,10 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker
 
-from app.api.session import RequestConnection, open_request_connection
-from app.db.engine import create_engine
+from app.core.db.engine import create_engine
+from app.core.session import RequestConnection, open_request_connection
 from app.factory import create_app
-from app.resources import resources_of
+from app.resources import database_options, resources_of
 from app.settings import Settings
 from tests.migrations import migrate_from_scratch
 from tests.probes import ProbeBase, probed
@@ -37,7 +37,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="session")
 async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(settings)
+    engine = create_engine(database_options(settings))
     async with engine.begin() as connection:
         await connection.run_sync(migrate_from_scratch)
     yield engine

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Executable
 
 from app.api.errors import conflict_detail
-from app.db.errors import constraint_violation
+from app.core.db.errors import constraint_violation
 from tests.conflicts import CASES, metadata, parents, referring, restricted
 
 

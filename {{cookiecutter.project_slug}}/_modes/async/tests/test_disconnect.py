@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from starlette.requests import ClientDisconnect
 from starlette.types import Message
 
-from app.api.disconnect import unless_disconnected
+from app.core.disconnect import unless_disconnected
 from app.resources import resources_of
 from tests.probes import burn
 

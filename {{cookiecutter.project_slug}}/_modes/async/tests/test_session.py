@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from app.api.session import RequestConnection, get_session
+from app.core.session import RequestConnection, get_session
 from tests.probes import ProbeRow
 
 

@@ -17,10 +17,10 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import sessionmaker
 
-from app.api.session import RequestConnection, open_request_connection
-from app.db.engine import create_engine
+from app.core.db.engine import create_engine
+from app.core.session import RequestConnection, open_request_connection
 from app.factory import create_app
-from app.resources import resources_of
+from app.resources import database_options, resources_of
 from app.settings import Settings
 from tests.migrations import migrate_from_scratch
 from tests.probes import ProbeBase, probed
@@ -40,7 +40,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 @pytest.fixture(scope="session")
 def engine(settings: Settings) -> Iterator[Engine]:
-    engine = create_engine(settings)
+    engine = create_engine(database_options(settings))
     with engine.begin() as connection:
         migrate_from_scratch(connection)
     yield engine

@@ -6,8 +6,8 @@ from httpx import AsyncClient
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from app.api.session import RequestConnection, get_session
 from app.core.concurrency import run_in_thread
+from app.core.session import RequestConnection, get_session
 from tests.probes import ProbeRow
 
 

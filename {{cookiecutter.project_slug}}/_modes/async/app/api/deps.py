@@ -6,8 +6,8 @@ import httpx
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from app.api.session import get_read_connection, get_session, get_stream_connection
 from app.core.concurrency import CpuWorkers
+from app.core.session import get_read_connection, get_session, get_stream_connection
 from app.resources import resources_of
 from app.settings import Settings
 

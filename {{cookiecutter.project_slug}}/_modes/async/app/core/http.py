@@ -12,20 +12,21 @@ from functools import partial
 import httpx
 
 from app.core.concurrency import run_in_thread
-from app.core.config import CoreSettings
 
 # The client of this mode (awaited on the event loop): what the lifespan opens and handlers get.
 HttpClient = httpx.AsyncClient
 
 
 @asynccontextmanager
-async def open_http_client(settings: CoreSettings) -> AsyncIterator[HttpClient]:
+async def open_http_client(
+    *, call_timeout: float, max_connections: int, max_keepalive_connections: int
+) -> AsyncIterator[HttpClient]:
     make = partial(
         HttpClient,
-        timeout=settings.http_timeout,
+        timeout=call_timeout,
         limits=httpx.Limits(
-            max_connections=settings.http_max_connections,
-            max_keepalive_connections=settings.http_max_keepalive_connections,
+            max_connections=max_connections,
+            max_keepalive_connections=max_keepalive_connections,
         ),
     )
     async with await run_in_thread(make) as client:

@@ -7,8 +7,8 @@ from fastapi import Depends, Request
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from app.api.session import get_read_connection, get_session, get_stream_connection
 from app.core.concurrency import CpuWorkers
+from app.core.session import get_read_connection, get_session, get_stream_connection
 from app.resources import resources_of
 from app.settings import Settings
 

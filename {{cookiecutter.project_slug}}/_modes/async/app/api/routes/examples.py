@@ -3,8 +3,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 
 from app.api.deps import CpuDep
-from app.api.disconnect import unless_disconnected
 from app.api.errors import UNAVAILABLE
+from app.core.disconnect import unless_disconnected
 from app.schemas.examples import PrimeCount
 from app.services.primes import count_primes_below
 

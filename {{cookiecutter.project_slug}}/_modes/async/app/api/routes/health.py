@@ -5,7 +5,7 @@ from sqlalchemy import text
 
 from app.api.deps import ReadConnectionDep, SettingsDep
 from app.api.errors import UNAVAILABLE
-from app.db.errors import DatabaseUnavailableError
+from app.core.db.errors import DatabaseUnavailableError
 from app.schemas.health import HealthStatus
 
 router = APIRouter(prefix="/health", tags=["health"])

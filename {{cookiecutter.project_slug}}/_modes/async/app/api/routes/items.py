@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.api.deps import ReadConnectionDep, SessionDep, StreamConnectionDep
 from app.api.errors import BODY_ERRORS, CONFLICT, NOT_FOUND, UNAVAILABLE
-from app.db.errors import constraint_violation
+from app.core.db.errors import constraint_violation
 from app.models import Item
 from app.repositories import items, tags
 from app.schemas.item import ItemCreate, ItemRead, ItemUpdate

@@ -9,15 +9,15 @@ import anyio
 import anyio.to_thread
 from sqlalchemy.pool import QueuePool
 
-from app.api.request_context import RequestsInFlight
 from app.core import metrics
+from app.core.middleware.request_context import RequestsInFlight
+from app.core.resources import CoreResources
 from app.core.stalls import Stall, StallMonitor
-from app.resources import Resources
 
 logger = logging.getLogger(__name__)
 
 
-def _sample_pools(resources: Resources) -> None:
+def _sample_pools(resources: CoreResources) -> None:
     threads = anyio.to_thread.current_default_thread_limiter()
     metrics.THREADS_IN_USE.set(threads.borrowed_tokens)
     pool = resources.database.engine.pool
@@ -43,28 +43,34 @@ def _ignore(*_: object) -> None:
 
 
 @asynccontextmanager
-async def watching(resources: Resources, in_flight: RequestsInFlight) -> AsyncIterator[None]:
-    """Run the stall monitor's heartbeat while the block runs: it logs stalls (if
-    STALL_MONITOR_ENABLED) and feeds the metrics (if METRICS_ENABLED)."""
-    settings = resources.settings
-    if not (settings.stall_monitor_enabled or settings.metrics_enabled):
+async def watching(
+    resources: CoreResources,
+    in_flight: RequestsInFlight,
+    *,
+    stall_threshold: float,
+    report_stalls: bool,
+    with_metrics: bool,
+    web_concurrency: int,
+) -> AsyncIterator[None]:
+    """Run the stall monitor's heartbeat while the block runs: it logs stalls longer than
+    `stall_threshold` seconds (if `report_stalls`) and feeds the metrics (if `with_metrics`)."""
+    if not (report_stalls or with_metrics):
         yield
         return
-    with_metrics = settings.metrics_enabled
-    if with_metrics and settings.web_concurrency > 1 and not metrics.MULTIPROCESS:
+    if with_metrics and web_concurrency > 1 and not metrics.MULTIPROCESS:
         logger.warning(
             "WEB_CONCURRENCY is %d but PROMETHEUS_MULTIPROC_DIR is not set: /metrics shows the "
             "figures of whichever worker answers it, not their sum",
-            settings.web_concurrency,
+            web_concurrency,
         )
     monitor = StallMonitor(
-        settings.stall_threshold,
+        stall_threshold,
         on_lag=metrics.LOOP_LAG.observe if with_metrics else _ignore,
         on_stall=_count_stall if with_metrics else _ignore,
         on_starved=_count_starvation if with_metrics else _ignore,
         on_tick=(lambda: _sample_pools(resources)) if with_metrics else _ignore,
         in_flight=lambda: in_flight.count,
-        report_stalls=settings.stall_monitor_enabled,
+        report_stalls=report_stalls,
     )
     try:
         async with anyio.create_task_group() as tasks:

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import URL, Engine, event
 from sqlalchemy.exc import DBAPIError
 
-from app.db.errors import is_outage
+from app.core.db.errors import is_outage
 
 logger = logging.getLogger(__name__)
 

@@ -1,128 +1,134 @@
 """Each request's one database connection, for its session (changes) and its reads."""
 
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session
 
-from app.db.errors import DatabaseUnavailableError
-from app.resources import resources_of
+from app.core.concurrency import run_in_thread
+from app.core.db.errors import DatabaseUnavailableError
+from app.core.resources import core_resources_of
 
 
 class RequestConnection:
     """A request's one database connection, for every database dependency it takes: opened on
     first use, closed when the handler returns, or, for a streaming body, when the body ends."""
 
-    def __init__(self, engine: AsyncEngine | None, connection: AsyncConnection | None = None):
+    def __init__(self, engine: Engine | None, connection: Connection | None = None):
         self._engine = engine
         self._connection = connection
         self.owned = connection is None  # False: a connection lent by the tests, never closed
         self.streaming = False
 
     @classmethod
-    def lent(cls, connection: AsyncConnection) -> "RequestConnection":
+    def lent(cls, connection: Connection) -> "RequestConnection":
         """The tests' connection: the app's dependencies run on it, and the tests roll it back."""
         return cls(None, connection)
 
-    async def open(self) -> AsyncConnection:
+    def open(self) -> Connection:
         if self._connection is None:
             assert self._engine is not None
             with _connect_or_unavailable():
-                self._connection = await self._engine.connect()
+                self._connection = self._engine.connect()
         return self._connection
 
-    async def close(self, *, commit: bool) -> None:
+    def close(self, *, commit: bool) -> None:
         """Commit what the request began (or roll it back), and return the connection."""
         connection, self._connection = self._connection, None
         if connection is None or not self.owned:
             return
         try:
             if commit and connection.in_transaction():
-                await connection.commit()
+                connection.commit()
         finally:
-            await connection.close()
+            connection.close()
 
 
-async def open_request_connection(request: Request) -> AsyncGenerator[RequestConnection, None]:
+async def open_request_connection(request: Request) -> AsyncIterator[RequestConnection]:
     """One slot of the pool for the request, taken on the event loop and held until the response
-    has been sent; the connection opens when a database dependency first needs it."""
-    database = resources_of(request.app).database
+    has been sent; the connection opens when a database dependency first needs it.
+
+    Waiting for a slot on the event loop holds no worker thread. Waiting in a worker thread
+    instead would deadlock under load: every thread waiting for a connection, while the
+    requests that hold one wait for a thread to finish on (FastAPI issue #3205).
+    """
+    database = core_resources_of(request.app).database
     async with database.connection_slot():
         held = RequestConnection(database.engine)
         try:
             yield held
         except BaseException:
-            await held.close(commit=False)
+            # Closing a connection is blocking I/O: keep it off the event loop.
+            await run_in_thread(partial(held.close, commit=False))
             raise
-        await held.close(commit=True)
+        await run_in_thread(partial(held.close, commit=True))
 
 
 RequestConnectionDep = Annotated[RequestConnection, Depends(open_request_connection)]
 
 
-async def get_connection(held: RequestConnectionDep) -> AsyncGenerator[AsyncConnection, None]:
+def get_connection(held: RequestConnectionDep) -> Generator[Connection, None, None]:
     """The request's one connection, for every database dependency it takes (a session, a read
     connection, the user's own built on them): one slot of the pool and one connection, never
     a wait for a second while holding the first. What the request began is committed when the
     handler returns, and rolled back if it raises.
     """
-    connection = await held.open()
+    connection = held.open()
     try:
         yield connection
     except BaseException:
-        await held.close(commit=False)
+        held.close(commit=False)
         raise
     if not held.streaming:
-        await held.close(commit=True)
+        held.close(commit=True)
 
 
 # scope="function": released when the handler returns, before the response is sent.
-ConnectionDep = Annotated[AsyncConnection, Depends(get_connection, scope="function")]
+ConnectionDep = Annotated[Connection, Depends(get_connection, scope="function")]
 
 
-async def get_session(
+def get_session(
     request: Request, held: RequestConnectionDep, connection: ConnectionDep
-) -> AsyncGenerator[AsyncSession, None]:
+) -> Generator[Session, None, None]:
     """The request's session, on its connection: committed if the handler succeeds, rolled back
     if it raises."""
-    database = resources_of(request.app).database
-    await _own_transaction(held, connection)
-    async with database.sessions(bind=connection) as session, session.begin():
+    database = core_resources_of(request.app).database
+    _own_transaction(held, connection)
+    with database.sessions(bind=connection) as session, session.begin():
         yield session
 
 
-async def get_read_connection(connection: ConnectionDep) -> AsyncConnection:
+def get_read_connection(connection: ConnectionDep) -> Connection:
     """The request's connection, for reads through SQLAlchemy Core (no ORM bookkeeping). They
     see what the request's session changed; on SQLite they run outside any transaction, so they
     never wait for a writer's lock."""
-    return await _for_reads(connection)
+    return _for_reads(connection)
 
 
-async def get_stream_connection(held: RequestConnectionDep) -> AsyncConnection:
+def get_stream_connection(held: RequestConnectionDep) -> Connection:
     """The request's connection, kept open until a streaming response's body has been sent:
-    for `await connection.stream(...)` (a server-side cursor) inside the body."""
+    for a server-side cursor (`stream_results=True`) read by the body's iterator."""
     held.streaming = True
-    return await _for_reads(await held.open())
+    return _for_reads(held.open())
 
 
-async def _for_reads(connection: AsyncConnection) -> AsyncConnection:
+def _for_reads(connection: Connection) -> Connection:
     if connection.dialect.name == "sqlite" and not connection.in_transaction():
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection.execution_options(isolation_level="AUTOCOMMIT")
     return connection
 
 
-async def _own_transaction(held: RequestConnection, connection: AsyncConnection) -> None:
+def _own_transaction(held: RequestConnection, connection: Connection) -> None:
     """A session begins its own transaction, committed when the handler returns: end the one
     the request's reads began (on SQLite, leave their autocommit mode)."""
     if held.owned and connection.in_transaction():
-        await connection.commit()
-    options = (
-        connection.sync_connection.get_execution_options() if connection.sync_connection else {}
-    )
-    if options.get("isolation_level") == "AUTOCOMMIT":
-        await connection.execution_options(isolation_level=connection.default_isolation_level)
+        connection.commit()
+    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        connection.execution_options(isolation_level=connection.default_isolation_level)
 
 
 @contextmanager

@@ -11,25 +11,35 @@ from sqlalchemy import Engine, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.concurrency import acquire_or_overload, run_in_thread
-from app.core.config import CoreSettings
-from app.db.server import announce, forgive_outage, require_utf8_on_connect
-from app.db.sqlite import configure_sqlite
+from app.core.db.server import announce, forgive_outage, require_utf8_on_connect
+from app.core.db.sqlite import configure_sqlite
 
 
-def create_engine(settings: CoreSettings) -> Engine:
-    url = make_url(settings.database_url)
+@dataclass(frozen=True)
+class DatabaseOptions:
+    """What the engine is made of: the settings DATABASE_URL and DB_* (see app/resources.py)."""
+
+    url: str
+    pool_size: int  # connections, opened once and reused
+    pool_timeout: float  # seconds a request waits for one (and a write for SQLite's lock)
+    connect_timeout: float  # seconds to connect to a database server
+    statement_timeout: float  # seconds a statement may run on the server
+
+
+def create_engine(options: DatabaseOptions) -> Engine:
+    url = make_url(options.url)
     engine_options = {
         # A fixed pool: connections are opened once and reused, never churned under load.
-        "pool_size": settings.db_pool_size,
+        "pool_size": options.pool_size,
         "max_overflow": 0,
-        "pool_timeout": settings.db_pool_timeout,
+        "pool_timeout": options.pool_timeout,
         # Errors (and so logs) show a statement's SQL, never its parameters: user data.
         "hide_parameters": True,
     }
     if url.get_backend_name() == "sqlite":
         # `timeout`: how long a write waits for SQLite's lock before failing.
         engine = sqlalchemy.create_engine(
-            url, **engine_options, connect_args={"timeout": settings.db_pool_timeout}
+            url, **engine_options, connect_args={"timeout": options.pool_timeout}
         )
         configure_sqlite(engine)
         return engine
@@ -40,8 +50,8 @@ def create_engine(settings: CoreSettings) -> Engine:
         url,
         **engine_options,
         connect_args={
-            "connect_timeout": max(1, round(settings.db_connect_timeout)),
-            "options": f"-c statement_timeout={int(settings.db_statement_timeout * 1000)}",
+            "connect_timeout": max(1, round(options.connect_timeout)),
+            "options": f"-c statement_timeout={int(options.statement_timeout * 1000)}",
         },
     )
     require_utf8_on_connect(engine, lambda dbapi: dbapi.get_parameter_status("server_encoding"))
@@ -74,18 +84,18 @@ class Database:
 
 
 @asynccontextmanager
-async def open_database(settings: CoreSettings) -> AsyncIterator[Database]:
+async def open_database(options: DatabaseOptions) -> AsyncIterator[Database]:
     """Create the engine for the app's lifespan and dispose of it (closing connections) after."""
     # Creating an engine imports its driver and reads files: keep it off the event loop.
-    engine = await run_in_thread(create_engine, settings)
+    engine = await run_in_thread(create_engine, options)
     try:
         await run_in_thread(_check_server, engine)
         # expire_on_commit=False: objects stay readable after commit, with no reload query.
         yield Database(
             engine=engine,
             sessions=sessionmaker(expire_on_commit=False),
-            slots=Semaphore(settings.db_pool_size),
-            slot_timeout=settings.db_pool_timeout,
+            slots=Semaphore(options.pool_size),
+            slot_timeout=options.pool_timeout,
         )
     finally:
         # Closing connections is blocking I/O: keep it off the event loop.
