@@ -111,12 +111,22 @@ def serving(
     assert_stopped_gracefully(output)
 
 
+LIFESPAN_ENDED = "Lifespan ended: every resource released"  # app/factory.py's last line
+
+
 def assert_stopped_gracefully(output: str) -> None:
     """The server stopped after the app's lifespan ended, killing nothing: granian (production)
     or uvicorn (`fastapi dev`)."""
     ends = ("Granian shutdown completed", "Application shutdown complete")
     assert any(end in output for end in ends), output[-5000:]
-    assert "refused to gracefully stop" not in output, output[-5000:]
+    killed = output.find("refused to gracefully stop")
+    if killed != -1:
+        # granian 2.8.9 reaps a worker from two threads (its watcher's join() and its stop's
+        # join(timeout)); on a busy machine the second can find the pid gone before the first
+        # has stored the exit code, take the worker for alive and "kill" it, after it exited.
+        # A real refusal leaves a worker whose lifespan never ended.
+        workers = output.count("Spawning worker-") - output.count("Respawning worker-")
+        assert output.count(LIFESPAN_ENDED, 0, killed) >= workers, output[-5000:]
 
 
 def read(log: IO[str]) -> str:

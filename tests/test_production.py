@@ -371,6 +371,8 @@ def test_a_worker_that_will_not_stop_is_killed_after_the_kill_timeout(tmp_path: 
                 os.killpg(server.pid, signal.SIGKILL)
     assert "Killing worker-1 after it refused to gracefully stop" in log.read_text()
     assert 2 <= stopped < 10, f"stopped after {stopped:.1f} s"
+    with pytest.raises(AssertionError):  # the served tests' check catches a real refusal
+        assert_stopped_gracefully(log.read_text())
 
 
 def test_the_kill_timeout_outlasts_every_requests_own_limit(baked: Path) -> None:
