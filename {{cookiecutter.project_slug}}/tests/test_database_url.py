@@ -34,7 +34,7 @@ async def test_libpq_parameters_reach_the_driver_under_its_own_names(settings: S
     """`?sslmode=` as libpq spells it: a driver that took it under the wrong name would refuse
     to connect (asyncpg spells it `ssl`)."""
     if not settings.database_url.startswith("postgresql"):
-        pytest.skip("libpq's URL parameters are PostgreSQL's (TEST_DATABASE_URL)")
+        pytest.skip("PostgreSQL only: set TEST_DATABASE_URL to run it")
     url = make_url(settings.database_url).update_query_dict({"sslmode": "disable"})
     pasted = url.render_as_string(hide_password=False)
     app = probed(create_app(IsolatedSettings(database_url=pasted, cpu_workers=1)))
