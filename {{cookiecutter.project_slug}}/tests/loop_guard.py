@@ -1158,6 +1158,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    # Likewise what earlier tests left alive (session fixtures, caches, coverage's data): a
+    # collection late in the run costs what this test's objects cost, as one early on does.
+    gc.collect()
+    gc.freeze()
     with item.config.stash[guard_key].judging(item, "setup"):
         return (yield)
 
