@@ -53,16 +53,6 @@ def database(connection: ReadConnectionDep) -> dict[str, int]:
     return {"one": (connection.execute(text("SELECT 1"))).scalar_one()}
 
 
-@router.get("/transaction")
-def transaction(connection: ReadConnectionDep) -> dict[str, bool]:
-    """PostgreSQL only: whether two reads ran in one transaction block (one BEGIN before both),
-    which gives them one transaction timestamp, or each in a transaction of its own."""
-    query = text("SELECT transaction_timestamp()")
-    first = (connection.execute(query)).scalar_one()
-    second = (connection.execute(query)).scalar_one()
-    return {"in_block": first == second}
-
-
 @router.get("/rows")
 def list_rows(connection: ReadConnectionDep) -> list[str]:
     titles = connection.scalars(select(ProbeRow.title).order_by(ProbeRow.id))

@@ -95,9 +95,8 @@ async def get_session(
 
 async def get_read_connection(connection: ConnectionDep) -> AsyncConnection:
     """The request's connection, for reads through SQLAlchemy Core (no ORM bookkeeping). They
-    see what the request's session changed. Outside a session's transaction they run in
-    autocommit mode: one round trip each (no BEGIN and COMMIT), and on SQLite they never wait
-    for a writer's lock."""
+    see what the request's session changed; on SQLite they run outside any transaction, so they
+    never wait for a writer's lock."""
     return await _for_reads(connection)
 
 
@@ -109,14 +108,14 @@ async def get_stream_connection(held: RequestConnectionDep) -> AsyncConnection:
 
 
 async def _for_reads(connection: AsyncConnection) -> AsyncConnection:
-    if not connection.in_transaction():
+    if connection.dialect.name == "sqlite" and not connection.in_transaction():
         await connection.execution_options(isolation_level="AUTOCOMMIT")
     return connection
 
 
 async def _own_transaction(held: RequestConnection, connection: AsyncConnection) -> None:
     """A session begins its own transaction, committed when the handler returns: end the one
-    the request's reads began, or leave their autocommit mode."""
+    the request's reads began (on SQLite, leave their autocommit mode)."""
     if held.owned and connection.in_transaction():
         await connection.commit()
     options = (

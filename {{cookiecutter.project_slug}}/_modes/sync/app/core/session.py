@@ -104,9 +104,8 @@ def get_session(
 
 def get_read_connection(connection: ConnectionDep) -> Connection:
     """The request's connection, for reads through SQLAlchemy Core (no ORM bookkeeping). They
-    see what the request's session changed. Outside a session's transaction they run in
-    autocommit mode: one round trip each (no BEGIN and COMMIT), and on SQLite they never wait
-    for a writer's lock."""
+    see what the request's session changed; on SQLite they run outside any transaction, so they
+    never wait for a writer's lock."""
     return _for_reads(connection)
 
 
@@ -118,14 +117,14 @@ def get_stream_connection(held: RequestConnectionDep) -> Connection:
 
 
 def _for_reads(connection: Connection) -> Connection:
-    if not connection.in_transaction():
+    if connection.dialect.name == "sqlite" and not connection.in_transaction():
         connection.execution_options(isolation_level="AUTOCOMMIT")
     return connection
 
 
 def _own_transaction(held: RequestConnection, connection: Connection) -> None:
     """A session begins its own transaction, committed when the handler returns: end the one
-    the request's reads began, or leave their autocommit mode."""
+    the request's reads began (on SQLite, leave their autocommit mode)."""
     if held.owned and connection.in_transaction():
         connection.commit()
     if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
