@@ -10,7 +10,6 @@ from app.core.database_url import to_driver_url
 from app.core.db.drivers import DRIVERS
 from app.factory import create_app
 from app.settings import Settings
-from tests.probes import probed
 from tests.settings import IsolatedSettings
 
 POSTGRESQL, SQLITE = DRIVERS["postgresql"], DRIVERS["sqlite"]
@@ -37,7 +36,7 @@ async def test_libpq_parameters_reach_the_driver_under_its_own_names(settings: S
         pytest.skip("PostgreSQL only: set TEST_DATABASE_URL to run it")
     url = make_url(settings.database_url).update_query_dict({"sslmode": "disable"})
     pasted = url.render_as_string(hide_password=False)
-    app = probed(create_app(IsolatedSettings(database_url=pasted, cpu_workers=1)))
+    app = create_app(IsolatedSettings(database_url=pasted, cpu_workers=1))
     async with (
         LifespanManager(app),
         AsyncClient(transport=ASGITransport(app=app), base_url="http://localhost") as client,
