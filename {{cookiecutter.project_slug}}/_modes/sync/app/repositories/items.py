@@ -3,12 +3,15 @@
 Reads that answer a request take the request's read connection and return response models:
 SQLAlchemy Core, one query, no ORM bookkeeping. Changes take the request's session, whose
 dependency commits; they work on ORM objects.
+
+A read's statement is built once, here, with bound parameters for its values: building it for
+each request (`.where(Item.id == item_id)`) cost more CPU than the rest of an item's read.
 """
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, delete, select
+from sqlalchemy import Connection, Row, bindparam, delete, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -17,16 +20,18 @@ from app.schemas.item import ItemCreate, ItemRead, ItemUpdate
 
 # The columns of an item's answer, in the order of `ItemRead`.
 ITEM_COLUMNS = select(Item.id, Item.title, Item.description, Item.created_at)
+ITEM_BY_ID = ITEM_COLUMNS.where(Item.id == bindparam("item_id"))
+ITEMS_PAGE = ITEM_COLUMNS.order_by(Item.id).offset(bindparam("offset")).limit(bindparam("limit"))
 ItemRow = Row[int, str, str | None, datetime]
 
 
 def read_items(connection: Connection, *, offset: int, limit: int) -> list[ItemRead]:
-    query = ITEM_COLUMNS.order_by(Item.id).offset(offset).limit(limit)
-    return [ItemRead.model_validate(row) for row in connection.execute(query)]
+    rows = connection.execute(ITEMS_PAGE, {"offset": offset, "limit": limit})
+    return [ItemRead.model_validate(row) for row in rows]
 
 
 def read_item(connection: Connection, item_id: int) -> ItemRead | None:
-    row = (connection.execute(ITEM_COLUMNS.where(Item.id == item_id))).one_or_none()
+    row = (connection.execute(ITEM_BY_ID, {"item_id": item_id})).one_or_none()
     return None if row is None else ItemRead.model_validate(row)
 
 
