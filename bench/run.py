@@ -1,6 +1,7 @@
 """Load benchmark: both bakes beside the bare stack and the docs-style apps, in one run.
 
     uv run python bench/run.py [--duration 30] [--rounds 3] [--only async-bake,sync-bake]
+                               [--baseline REF]
 
 Bakes both modes, starts a throwaway PostgreSQL on loopback with 10,000 items, and serves each
 app with one granian worker (uvloop; each bake by its production command, scripts/serve.sh),
@@ -13,7 +14,9 @@ request, then `/health` latency while CPU-heavy primes requests run (counting th
 completed meanwhile), and during a flood of them. It prints a
 table with ratios to the bare app, of each bake to its docs-style twin, and of each bake
 with its stall monitor and metrics switched off to the bake as shipped. The machine is
-shared and noisy: compare ratios within one run, not absolute figures across runs.
+shared and noisy: compare ratios within one run, not absolute figures across runs: for a
+change's before and after, `--baseline REF` also bakes the template as it was at git REF and
+measures those bakes in the same rounds (as async-bake@REF and sync-bake@REF).
 """
 
 import argparse
@@ -85,17 +88,22 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds per load phase")
     parser.add_argument("--rounds", type=int, default=3, help="rounds, each app once a round")
     parser.add_argument("--only", help="comma-separated app names to run (default: all)")
+    parser.add_argument("--baseline", metavar="REF", help="also measure the bakes of git REF")
     args = parser.parse_args()
     bindir = required_tools()
 
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
         bakes = {mode: bake(work, mode) for mode in ("async", "sync")}
+        if args.baseline:
+            template = template_at(args.baseline, work / "baseline")
+            for mode in ("async", "sync"):
+                bakes[f"{mode}@{args.baseline}"] = bake(work / "baseline", mode, template=template)
         settings = ("max_connections=300", "shared_preload_libraries=pg_stat_statements")
         with throwaway_postgres(bindir, *settings) as server:
             url = prepare_database(server.url, bakes["async"])
             sqlite_url = prepare_sqlite(work / "bench.db", bakes["async"])
-            apps = all_apps(bakes, url, sqlite_url)
+            apps = all_apps(bakes, url, sqlite_url, args.baseline)
             if args.only:
                 apps = [app for app in apps if app.name in args.only.split(",")]
             runs: dict[str, list[Result]] = {app.name: [] for app in apps}
@@ -134,13 +142,26 @@ def rotated(items: list[T], round_: int, rounds: int) -> list[T]:
     return items[shift:] + items[:shift]
 
 
-def bake(work: Path, mode: str, task_queue: str = "none") -> Path:
+def template_at(ref: str, folder: Path) -> Path:
+    """The template's files as they were at git `ref`, in `folder`/template."""
+    template = folder / "template"
+    template.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", ref], capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        sys.exit(f"--baseline {ref}: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(template)], input=archive.stdout, check=True)
+    return template
+
+
+def bake(work: Path, mode: str, task_queue: str = "none", template: Path = ROOT) -> Path:
     config = work / "cookiecutter.yaml"
     config.write_text(f"cookiecutters_dir: {work / 'cc'}\nreplay_dir: {work / 'replay'}\n")
     answers = {"database_access": mode, "task_queue": task_queue, "project_slug": f"bench-{mode}"}
     return Path(
         cookiecutter(
-            str(ROOT),
+            str(template),
             no_input=True,
             extra_context=answers,
             output_dir=str(work),
@@ -205,9 +226,18 @@ def prepare_sqlite(path: Path, project: Path) -> str:
 UNWATCHED = {"STALL_MONITOR_ENABLED": "false", "METRICS_ENABLED": "false"}
 
 
-def all_apps(bakes: dict[str, Path], url: str, sqlite_url: str) -> list[App]:
+def all_apps(
+    bakes: dict[str, Path], url: str, sqlite_url: str, baseline: str | None = None
+) -> list[App]:
     docs_env = {"DATABASE_URL": url}
-    return [
+    # The bakes of --baseline REF, each compared with the same docs-style twin as today's.
+    baselines = [
+        App(f"{mode}-bake@{baseline}", "app.main:app", bakes[f"{mode}@{baseline}"],
+            {"DATABASE_URL": url}, twin)
+        for mode, twin in (("async", "docs-async"), ("sync", "docs-sync-pool40"))
+        if baseline
+    ]  # fmt: skip
+    return [*baselines,
         App("bare", "bare:app", APPS_DIR, docs_env),
         App("docs-async", "docs_async:app", APPS_DIR, docs_env),
         App("async-bake", "app.main:app", bakes["async"], {"DATABASE_URL": url}, "docs-async"),
